@@ -1,0 +1,48 @@
+# The few verbs a newcomer types. Everything installs what it needs on first use.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONPATH := operator:.
+
+.PHONY: deps demo test unit e2e bench crds lint clean control-plane
+
+$(BIN)/python: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/python
+
+deps: $(BIN)/python ## Python deps, Prometheus (apt) and the control plane (Go modules, cached)
+	bash e2e/install-deps.sh
+
+control-plane: deps
+	bash e2e/build-control-plane.sh >/dev/null
+
+demo: deps control-plane ## the operator on the local control plane, a model rolled out through a canary
+	$(BIN)/python -m e2e.demo
+
+test: deps control-plane lint ## every test: unit, then e2e against the real control plane
+	$(BIN)/python -m pytest tests e2e -q -p no:cacheprovider
+
+unit: $(BIN)/python
+	$(BIN)/python -m pytest tests -q
+
+e2e: deps control-plane
+	$(BIN)/python -m pytest e2e -q
+
+bench: deps control-plane ## benchmarks: reconcile cost and rollback latency, written to bench-results/
+	$(BIN)/python -m e2e.bench
+
+crds: $(BIN)/python ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(BIN)/python -m rollguard.api.crdgen
+
+lint: $(BIN)/python
+	$(BIN)/ruff check operator tests e2e
+	$(BIN)/ruff format --check operator tests e2e
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

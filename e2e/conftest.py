@@ -1,0 +1,105 @@
+"""Fixtures for end-to-end tests against a real control plane (see e2e/cluster.py).
+
+* ``control_plane`` (session): etcd, kube-apiserver, controllers, kwok, Prometheus, simulator;
+  started once, stopped at the end even when tests fail. Never skipped: if the binaries cannot
+  be built the error says what is missing (Go, the module proxy).
+* ``kube_api`` (session): a kubernetes ApiClient for the admin.
+* ``namespace`` (function): a fresh namespace, deleted afterwards.
+* ``prometheus_url`` (session).
+
+Every test under e2e/ gets the ``e2e`` marker: ``pytest -m "not e2e"`` runs only unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from e2e.cluster import ControlPlane
+
+log = logging.getLogger("e2e.conftest")
+
+E2E_DIR = Path(__file__).resolve().parent
+MODEL_DEPLOYMENT_CRD = "modeldeployments.rollguard.io"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test apiserver's certificate is self-signed and the kubeconfig skips verification.
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    state_dir = tmp_path_factory.mktemp("control-plane")
+    cp = ControlPlane.from_environment(state_dir)
+    try:
+        cp.start()  # stops whatever it started if it fails
+        yield cp
+    finally:
+        cp.stop()
+        print(f"\ne2e control plane logs: {cp.log_dir}")
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> client.ApiClient:
+    return control_plane.api
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(control_plane: ControlPlane) -> str:
+    return control_plane.prometheus_url
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")[:40].strip("-")
+    return f"e2e-{slug}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kube_api: client.ApiClient) -> Iterator[str]:
+    """A new namespace named after the test; on teardown ModelDeployment finalizers are removed
+    (no operator may be left to clear them) and the namespace is deleted (not waited for)."""
+    name = _namespace_name(request.node.name)
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    _drop_model_deployment_finalizers(kube_api, name)
+    try:
+        core.delete_namespace(name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def _drop_model_deployment_finalizers(api: client.ApiClient, namespace: str) -> None:
+    try:
+        crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(MODEL_DEPLOYMENT_CRD)
+    except ApiException as e:
+        if e.status == 404:
+            return
+        raise
+    custom = client.CustomObjectsApi(api)
+    group, plural = crd.spec.group, crd.spec.names.plural
+    for version in (v.name for v in crd.spec.versions if v.served):
+        for obj in custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
+            if obj["metadata"].get("finalizers"):
+                log.info("removing finalizers %s from %s/%s", obj["metadata"]["finalizers"], namespace,
+                         obj["metadata"]["name"])
+                custom.patch_namespaced_custom_object(
+                    group, version, namespace, plural, obj["metadata"]["name"],
+                    {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json",
+                )
+        break  # every served version shows the same objects

@@ -1,0 +1,1 @@
+"""rollguard: resilient ML model deployments on Kubernetes."""

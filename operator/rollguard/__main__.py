@@ -1,0 +1,39 @@
+"""`python -m rollguard` / `rollguard run`: logging, metrics server, then kopf."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import kopf
+import prometheus_client
+
+from rollguard import logs
+from rollguard.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rollguard", description="Run the rollguard operator.")
+    parser.add_argument("command", nargs="?", default="run", choices=["run"])
+    parser.add_argument("--namespace", "-n", action="append", default=[], help="Watch this namespace (repeatable).")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    namespaces = args.namespace or settings.namespace_list
+    logs.configure(settings.log_level, settings.log_format)
+    prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
+    import rollguard.handlers  # noqa: F401, PLC0415 - registers the handlers with kopf
+
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

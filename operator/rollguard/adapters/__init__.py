@@ -1,0 +1,1 @@
+"""Adapters to the outside world: the Kubernetes API, Prometheus, traffic routers."""

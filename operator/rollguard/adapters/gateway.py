@@ -1,0 +1,56 @@
+"""Gateway API traffic router: sets the weights of the user's HTTPRoute backendRefs.
+
+The user owns the HTTPRoute (its hosts, parents, matches); rollguard owns only the `weight` of
+the backendRefs that name <model-deployment>-stable and <model-deployment>-canary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes.client.exceptions import ApiException
+
+from rollguard import metrics
+from rollguard.adapters.kube import Kube
+
+GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+
+
+class HTTPRouteRouter:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return cast(
+                dict[str, Any], self.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def set_weights(self, namespace: str, name: str, weights: dict[str, int]) -> bool:
+        """Sets backendRef weights by Service name; returns whether it wrote."""
+        route = self.get(namespace, name)
+        if route is None:
+            return False
+        operations = []
+        for rule_index, rule in enumerate(route.get("spec", {}).get("rules", [])):
+            for ref_index, ref in enumerate(rule.get("backendRefs", [])):
+                wanted = weights.get(ref.get("name", ""))
+                if wanted is not None and ref.get("weight", 1) != wanted:
+                    path = f"/spec/rules/{rule_index}/backendRefs/{ref_index}/weight"
+                    operations.append({"op": "add", "path": path, "value": wanted})
+        if not operations:
+            return False
+        metrics.API_WRITES.labels("patch_route").inc()
+        self.kube.custom.api_client.call_api(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            "PATCH",
+            header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
+            body=operations,
+            auth_settings=["BearerToken"],
+            response_type="object",
+        )
+        return True

@@ -1,0 +1,147 @@
+"""ModelDeployment status: written only by the operator, read by users, kubectl wait and the plugin.
+
+Everything a restarted operator needs to resume a rollout exactly where it was lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rollguard.api.base import StatusModel
+
+Phase = Literal["Pending", "Progressing", "Paused", "Promoting", "Ready", "RolledBack", "Failed", "Holding"]
+CheckPhase = Literal["Pending", "Passed", "Failed", "Inconclusive", "Error"]
+RolloutKind = Literal["Initial", "Rolling", "Canary", "Rollback"]
+Outcome = Literal["Promoted", "RolledBack", "Superseded", "Aborted"]
+
+
+class Condition(StatusModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int = 0
+
+
+class RevisionRef(StatusModel):
+    """One servable revision: the model and runtime it was built from, so it can be rebuilt later."""
+
+    revision: str = Field(description="Hash of model+runtime; also the rollout id label on its pods.")
+    version: str
+    image: str
+    uri: str
+    template: dict[str, Any] = Field(
+        default_factory=dict, description="The spec.model and spec.runtime this revision was built from."
+    )
+
+
+class CheckResult(StatusModel):
+    """The latest measurement of one check, with the evidence behind it."""
+
+    name: str
+    kind: Literal["metric", "drift"] = "metric"
+    phase: CheckPhase = "Pending"
+    value: float | None = None
+    stable_value: float | None = None
+    samples: float | None = None
+    limit: str = ""
+    query: str = ""
+    message: str = ""
+    successes: int = 0
+    failures: int = 0
+    inconclusive: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    measured_at: str | None = None
+
+
+class RolloutStatus(StatusModel):
+    """The version being rolled out (a canary, a rolling update, or a rollback to known-good)."""
+
+    kind: RolloutKind
+    target: RevisionRef
+    started_at: str
+    step_index: int = 0
+    step_started_at: str | None = None
+    weight_reached_at: str | None = None
+    weight: int = 0
+    promoting: bool = False
+    reason: str = ""
+    checks: list[CheckResult] = Field(default_factory=list)
+    failures: int = 0
+    inconclusive: int = 0
+    consecutive_errors: int = 0
+    passed_rounds_at_step: int = 0
+    last_analysis_at: str | None = None
+    last_verdict: str | None = None
+    metrics_unavailable_since: str | None = None
+    paused_reason: str | None = None
+
+
+class WatchStatus(StatusModel):
+    """Post-promotion watch of the stable version."""
+
+    revision: str
+    started_at: str
+    until: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    failures: int = 0
+    consecutive_errors: int = 0
+    last_analysis_at: str | None = None
+    last_verdict: str | None = None
+    metrics_unavailable_since: str | None = None
+
+
+class Rejection(StatusModel):
+    """A version the operator rolled back; the same spec is not retried until it changes (or `retry`)."""
+
+    revision: str
+    version: str
+    reason: str
+    message: str
+    check: str | None = None
+    value: float | None = None
+    limit: str | None = None
+    query: str | None = None
+    at: str
+
+
+class HistoryEntry(StatusModel):
+    """The known-good registry: every version that served, with its outcome and evidence."""
+
+    revision: str
+    version: str
+    uri: str
+    image: str
+    outcome: Outcome
+    reason: str = ""
+    at: str
+    metrics: dict[str, float] = Field(default_factory=dict, description="Check values at promotion/rollback.")
+    template: dict[str, Any] = Field(default_factory=dict)
+
+
+class Retired(StatusModel):
+    revision: str
+    delete_after: str
+
+
+class ModelDeploymentStatus(StatusModel):
+    observed_generation: int = 0
+    phase: Phase = "Pending"
+    message: str = ""
+    conditions: list[Condition] = Field(default_factory=list)
+    stable: RevisionRef | None = None
+    rollout: RolloutStatus | None = None
+    watch: WatchStatus | None = None
+    rejected: Rejection | None = None
+    retired: list[Retired] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    handled_actions: dict[str, str] = Field(default_factory=dict)
+    replicas: int = 0
+    ready_replicas: int = 0
+    canary_weight: int = 0
+    selector: str = ""
+    serving_version: str | None = None

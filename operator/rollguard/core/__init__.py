@@ -1,0 +1,1 @@
+"""Pure decisions: no kopf, no Kubernetes client, no HTTP, no clock reads (enforced by import-linter)."""

@@ -1,0 +1,135 @@
+"""Metric verdicts: free functions with explicit limits, each explained by value, limit and query.
+
+"Cannot measure" (query error, no data) is kept apart from "measured bad": the first holds the
+rollout, only the second counts toward a rollback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from rollguard.api.spec import DriftGate, MetricCheck
+from rollguard.api.status import CheckPhase, CheckResult
+
+RoundVerdict = Literal["Passed", "Failed", "Inconclusive", "Unavailable"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What Prometheus said for one check in one round (None = no data)."""
+
+    name: str
+    query: str
+    value: float | None = None
+    samples: float | None = None
+    stable_value: float | None = None
+    error: str | None = None
+
+
+def _clean(value: float | None) -> float | None:
+    """NaN and infinities are 'no data', never a number to compare."""
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _limit_text(check: MetricCheck | DriftGate, stable_value: float | None) -> str:
+    if isinstance(check, DriftGate):
+        return f"<= {_fmt(check.max_score)}"
+    parts = []
+    if check.threshold_range is not None:
+        if check.threshold_range.min is not None:
+            parts.append(f">= {_fmt(check.threshold_range.min)}")
+        if check.threshold_range.max is not None:
+            parts.append(f"<= {_fmt(check.threshold_range.max)}")
+    if check.relative_to_stable is not None:
+        ratio = check.relative_to_stable.max_ratio
+        if stable_value is None:
+            parts.append(f"<= stable x {_fmt(ratio)}")
+        else:
+            parts.append(f"<= stable x {_fmt(ratio)} = {_fmt(stable_value * ratio)}")
+    return " and ".join(parts)
+
+
+def _min_samples(check: MetricCheck | DriftGate) -> int:
+    return check.min_samples if isinstance(check, DriftGate) else check.min_sample_count
+
+
+def _evaluate(check: MetricCheck | DriftGate, value: float, stable_value: float | None) -> tuple[CheckPhase, str]:
+    if isinstance(check, DriftGate):
+        if value > check.max_score:
+            return "Failed", f"{check.kind} drift {_fmt(value)} exceeds {_fmt(check.max_score)}"
+        return "Passed", f"{check.kind} drift {_fmt(value)} within {_fmt(check.max_score)}"
+    bounds = check.threshold_range
+    if bounds is not None and bounds.max is not None and value > bounds.max:
+        return "Failed", f"{_fmt(value)} is above the maximum {_fmt(bounds.max)}"
+    if bounds is not None and bounds.min is not None and value < bounds.min:
+        return "Failed", f"{_fmt(value)} is below the minimum {_fmt(bounds.min)}"
+    relative = check.relative_to_stable
+    if relative is not None:
+        if stable_value is None:
+            if bounds is None:
+                return "Inconclusive", "stable has no data to compare against"
+        elif value > stable_value * relative.max_ratio and value > relative.min_absolute:
+            return "Failed", (f"{_fmt(value)} is worse than stable {_fmt(stable_value)} x {_fmt(relative.max_ratio)}")
+    return "Passed", f"{_fmt(value)} within limits"
+
+
+def judge(
+    check: MetricCheck | DriftGate,
+    measurement: Measurement,
+    previous: CheckResult | None,
+    measured_at: str,
+) -> CheckResult:
+    """One check's verdict for this round, with its running counters carried forward."""
+    value = _clean(measurement.value)
+    stable_value = _clean(measurement.stable_value)
+    samples = _clean(measurement.samples)
+    phase: CheckPhase
+    if measurement.error is not None:
+        phase, message = "Error", f"query failed: {measurement.error}"
+    elif value is None:
+        phase, message = "Error", "no data: the query returned no series (is the model receiving traffic?)"
+    elif samples is not None and samples < _min_samples(check):
+        phase = "Inconclusive"
+        message = f"only {_fmt(samples)} samples, fewer than the {_min_samples(check)} needed to judge"
+    else:
+        phase, message = _evaluate(check, value, stable_value)
+    before = previous or CheckResult(name=check.name)
+    return CheckResult(
+        name=check.name,
+        kind="drift" if isinstance(check, DriftGate) else "metric",
+        phase=phase,
+        value=value,
+        stable_value=stable_value,
+        samples=samples,
+        limit=_limit_text(check, stable_value),
+        query=measurement.query,
+        message=message,
+        successes=before.successes + (phase == "Passed"),
+        failures=before.failures + (phase == "Failed"),
+        inconclusive=before.inconclusive + (phase == "Inconclusive"),
+        errors=before.errors + (phase == "Error"),
+        consecutive_errors=before.consecutive_errors + 1 if phase == "Error" else 0,
+        measured_at=measured_at,
+    )
+
+
+def round_verdict(results: list[CheckResult]) -> RoundVerdict:
+    """Measured bad beats cannot-measure beats not-enough-data beats pass."""
+    phases = {result.phase for result in results}
+    if "Failed" in phases:
+        return "Failed"
+    if "Error" in phases:
+        return "Unavailable"
+    if "Inconclusive" in phases:
+        return "Inconclusive"
+    return "Passed"
+
+
+def first_failure(results: list[CheckResult]) -> CheckResult | None:
+    return next((result for result in results if result.phase == "Failed"), None)

@@ -1,0 +1,24 @@
+"""The operator's own Prometheus metrics (served on ROLLGUARD_METRICS_PORT at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_SECONDS = Histogram("rollguard_reconcile_duration_seconds", "Time of one reconcile pass")
+RECONCILE_ERRORS = Counter("rollguard_reconcile_errors_total", "Reconcile passes that raised", ["namespace", "name"])
+ANALYSIS_SECONDS = Histogram("rollguard_analysis_duration_seconds", "Time of one analysis round (all queries)")
+PHASE = Gauge("rollguard_phase", "1 for the ModelDeployment's current phase", ["namespace", "name", "phase"])
+CANARY_WEIGHT = Gauge("rollguard_canary_weight_percent", "Traffic share of the canary", ["namespace", "name"])
+CHECK_VALUE = Gauge("rollguard_check_value", "Last measured value of a check", ["namespace", "name", "check"])
+CHECK_LIMIT = Gauge(
+    "rollguard_check_limit", "Absolute limit of a check (bound=min|max)", ["namespace", "name", "check", "bound"]
+)
+PROMOTIONS = Counter("rollguard_promotions_total", "Versions promoted to stable", ["namespace", "name"])
+ROLLBACKS = Counter(
+    "rollguard_rollbacks_total", "Versions rolled back, by reason", ["namespace", "name", "reason", "check"]
+)
+QUERY_SECONDS = Histogram("rollguard_prometheus_query_duration_seconds", "Latency of Prometheus queries")
+QUERY_ERRORS = Counter("rollguard_prometheus_query_errors_total", "Prometheus queries that failed")
+BREAKER_OPEN = Gauge("rollguard_prometheus_circuit_open", "1 while the Prometheus circuit breaker is open")
+LEADER = Gauge("rollguard_leader", "1 while this process is the active operator")
+API_WRITES = Counter("rollguard_api_writes_total", "Write requests sent to the Kubernetes API", ["verb"])
