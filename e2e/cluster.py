@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e import manifests
-from e2e.binaries import Binaries, ensure_binaries
+from e2e.binaries import Binaries, cache_dir, ensure_binaries
 from e2e.processes import ManagedProcess, free_port
 from e2e.waiting import http_get
 
@@ -67,6 +68,24 @@ NODES_TIMEOUT = 90.0
 
 class ControlPlaneError(RuntimeError):
     """Something in the control plane did not start or stop; the message says what and why."""
+
+
+def kube_configuration(kubeconfig: Path) -> client.Configuration:
+    cfg = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]  # the loader is the client's only untyped part
+        config_file=str(kubeconfig), client_configuration=cfg
+    )
+    return cfg
+
+
+def api_client_for(kubeconfig: Path, token: str | None = None) -> client.ApiClient:
+    """An ApiClient from ``kubeconfig``; with ``token``, authenticated by that bearer token instead."""
+    cfg = kube_configuration(kubeconfig)
+    if token is not None:
+        cfg.api_key = {"BearerToken": f"Bearer {token}"}
+        cfg.refresh_api_key_hook = None  # the kubeconfig loader's hook would put its own token back
+        cfg.cert_file = cfg.key_file = cfg.username = cfg.password = None
+    return client.ApiClient(cfg)
 
 
 def _free_ports(*names: str) -> dict[str, int]:
@@ -176,18 +195,11 @@ class ControlPlane:
         return result
 
     def _kube_configuration(self) -> client.Configuration:
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
-        return cfg
+        return kube_configuration(self.kubeconfig)
 
     def api_client(self, token: str | None = None) -> client.ApiClient:
         """A kubernetes ApiClient for the admin, or for a bearer ``token`` (e.g. a ServiceAccount's)."""
-        cfg = self._kube_configuration()
-        if token is not None:
-            cfg.api_key = {"BearerToken": f"Bearer {token}"}
-            cfg.refresh_api_key_hook = None  # the kubeconfig loader's hook would put the admin token back
-            cfg.cert_file = cfg.key_file = cfg.username = cfg.password = None
-        return client.ApiClient(cfg)
+        return api_client_for(self.kubeconfig, token)
 
     # ---- start / stop ---------------------------------------------------------------------
 
@@ -211,20 +223,28 @@ class ControlPlane:
             if self.owns_apiserver:
                 self._start_kubernetes()
             else:
-                log.info("using the existing cluster in %s (%s); no control plane started", self.kubeconfig, ENV_KUBECONFIG)
+                log.info("using the cluster of %s=%s; no control plane started", ENV_KUBECONFIG, self.kubeconfig)
             if self.owns_prometheus:
                 self._write_scrape_targets({})
                 self._start_prometheus_process()
                 self._start_simulator()
             else:
-                log.info("using the Prometheus at %s (%s); no Prometheus or simulator started",
-                         self.prometheus_url, ENV_PROMETHEUS_URL)
+                log.info(
+                    "using the Prometheus at %s (%s); no Prometheus or simulator started",
+                    self.prometheus_url,
+                    ENV_PROMETHEUS_URL,
+                )
             self.save_state()
         except BaseException:
             self.stop()
             raise
-        log.info("control plane ready in %.1fs: API %s, Prometheus %s, kubeconfig %s",
-                 time.monotonic() - started, self.api_url, self.prometheus_url, self.kubeconfig)
+        log.info(
+            "control plane ready in %.1fs: API %s, Prometheus %s, kubeconfig %s",
+            time.monotonic() - started,
+            self.api_url,
+            self.prometheus_url,
+            self.kubeconfig,
+        )
 
     def stop(self) -> None:
         """Stop every process this object started, newest first. Never raises for one failure."""
@@ -233,9 +253,7 @@ class ControlPlane:
                 self.processes[name].stop()
             except Exception:
                 log.exception("could not stop %s; carrying on with the others", name)
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        self._api = None
 
     def _spawn(self, name: str, argv: Sequence[str | Path], env: dict[str, str] | None = None) -> ManagedProcess:
         proc = ManagedProcess(
@@ -266,13 +284,17 @@ class ControlPlane:
         self._write_credentials()
         self._start_etcd()
         self._start_apiserver_process()
-        self._start_component("kube-controller-manager", "kcm", [
-            f"--controllers={','.join(CONTROLLERS)}",
-            f"--root-ca-file={self.state_dir / 'pki' / 'apiserver.crt'}",
-            "--node-monitor-period=1s",
-            "--node-monitor-grace-period=40s",
-            "--use-service-account-credentials=false",
-        ])
+        self._start_component(
+            "kube-controller-manager",
+            "kcm",
+            [
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--root-ca-file={self.state_dir / 'pki' / 'apiserver.crt'}",
+                "--node-monitor-period=1s",
+                "--node-monitor-grace-period=40s",
+                "--use-service-account-credentials=false",
+            ],
+        )
         self._start_component("kube-scheduler", "scheduler", [])
         kwok_config = self.state_dir / "kwok.yaml"
         kwok_config.write_text(manifests.kwok_config(self.bins.kwok_stage_dir))
@@ -287,7 +309,8 @@ class ControlPlane:
             manifests.token_file([(self.admin_token, "admin", ["system:masters"]), (self.nobody_token, "nobody", [])])
         )
         manifests.write_yaml(self.kubeconfig, manifests.kubeconfig(self.api_url, self.admin_token))
-        for argv in (["genrsa", "-out", pki / "sa.key", "2048"], ["rsa", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub"]):
+        key, pub = pki / "sa.key", pki / "sa.pub"
+        for argv in (["genrsa", "-out", key, "2048"], ["rsa", "-in", key, "-pubout", "-out", pub]):
             try:
                 subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True, text=True)
             except (OSError, subprocess.CalledProcessError) as e:
@@ -298,13 +321,22 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         client_url = f"http://127.0.0.1:{self.ports['etcd']}"
         peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        proc = self._spawn("etcd", [
-            self.bins["etcd"], "--name=node0", f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=node0={peer_url}", "--unsafe-no-fsync=true", "--log-level=warn",
-            "--quota-backend-bytes=2147483648",
-        ])
+        proc = self._spawn(
+            "etcd",
+            [
+                self.bins["etcd"],
+                "--name=node0",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=node0={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ],
+        )
 
         def healthy() -> bool:
             status, body = http_get(f"{client_url}/health", timeout=2)
@@ -313,37 +345,60 @@ class ControlPlane:
         self._wait_ready(proc, "etcd /health is true", healthy, ETCD_TIMEOUT)
 
     def _apiserver_ready(self) -> bool:
-        status, _ = http_get(f"{self.api_url}/readyz", timeout=3,
-                             headers={"Authorization": f"Bearer {self.admin_token}"})
+        status, _ = http_get(
+            f"{self.api_url}/readyz", timeout=3, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
         return status == 200
 
     def _start_apiserver_process(self) -> None:
         d, pki = self.state_dir, self.state_dir / "pki"
-        proc = self._spawn("kube-apiserver", [
-            self.bins["kube-apiserver"],
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.ports['apiserver']}",
-            f"--cert-dir={pki}", f"--token-auth-file={d / 'tokens.csv'}", "--authorization-mode=RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount", "--profiling=false",
-            "--endpoint-reconciler-type=none",  # nothing in-cluster dials the apiserver; avoids loopback-IP errors
-        ])
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                self.bins["kube-apiserver"],
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={pki}",
+                f"--token-auth-file={d / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",  # nothing in-cluster dials the apiserver; avoids loopback-IP errors
+            ],
+        )
         self._wait_ready(proc, f"{self.api_url}/readyz answers 200", self._apiserver_ready, APISERVER_TIMEOUT)
 
     def _start_component(self, binary: str, port_key: str, extra: list[str]) -> None:
         port = self.ports[port_key]
         kc = self.kubeconfig
-        proc = self._spawn(binary, [
-            # No --authentication/authorization-kubeconfig: with them both log an error every few
-            # seconds (no extension-apiserver-authentication ConfigMap without a client CA).
-            self.bins[binary], f"--kubeconfig={kc}", "--leader-elect=false", "--bind-address=127.0.0.1",
-            f"--secure-port={port}", f"--cert-dir={self.state_dir / port_key}",
-            f"--authorization-always-allow-paths={HEALTH_PATHS}", *extra,
-        ])
-        self._wait_ready(proc, f"https://127.0.0.1:{port}/healthz answers 200",
-                         lambda: http_get(f"https://127.0.0.1:{port}/healthz", timeout=2)[0] == 200, COMPONENT_TIMEOUT)
+        proc = self._spawn(
+            binary,
+            [
+                # No --authentication/authorization-kubeconfig: with them both log an error every few
+                # seconds (no extension-apiserver-authentication ConfigMap without a client CA).
+                self.bins[binary],
+                f"--kubeconfig={kc}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.state_dir / port_key}",
+                f"--authorization-always-allow-paths={HEALTH_PATHS}",
+                *extra,
+            ],
+        )
+        self._wait_ready(
+            proc,
+            f"https://127.0.0.1:{port}/healthz answers 200",
+            lambda: http_get(f"https://127.0.0.1:{port}/healthz", timeout=2)[0] == 200,
+            COMPONENT_TIMEOUT,
+        )
 
     @property
     def api(self) -> client.ApiClient:
@@ -365,14 +420,15 @@ class ControlPlane:
     def nodes_ready(self) -> dict[str, str]:
         """Each kwok node's state: "ready", or what is still wrong with it."""
         states: dict[str, str] = {}
-        nodes = {n.metadata.name: n for n in client.CoreV1Api(self.api).list_node().items}
+        nodes = {n.metadata.name: n for n in client.CoreV1Api(self.api).list_node().items if n.metadata}
         for name, _ in NODES:
             node = nodes.get(name)
             if node is None:
                 states[name] = "missing"
                 continue
-            ready = [c.status for c in (node.status.conditions or []) if c.type == "Ready"]
-            taints = [f"{t.key}:{t.effect}" for t in (node.spec.taints or [])]
+            conditions = (node.status.conditions if node.status else None) or []
+            ready = [c.status for c in conditions if c.type == "Ready"]
+            taints = [f"{t.key}:{t.effect}" for t in ((node.spec.taints if node.spec else None) or [])]
             if ready != ["True"]:
                 states[name] = f"Ready={ready[0] if ready else 'absent'}"
             elif taints:
@@ -443,23 +499,49 @@ class ControlPlane:
         config_file = manifests.write_yaml(
             self.state_dir / "prometheus.yml", manifests.prometheus_config(self._targets_file)
         )
-        proc = self._spawn("prometheus", [
-            "/usr/bin/prometheus", f"--config.file={config_file}",
-            f"--storage.tsdb.path={self.state_dir / 'prometheus-data'}", "--storage.tsdb.retention.time=1d",
-            f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}", "--web.enable-lifecycle",
-        ])
-        self._wait_ready(proc, f"{self.prometheus_url}/-/ready answers 200",
-                         lambda: http_get(f"{self.prometheus_url}/-/ready", timeout=2)[0] == 200, COMPONENT_TIMEOUT)
+        proc = self._spawn(
+            "prometheus",
+            [
+                "/usr/bin/prometheus",
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={self.state_dir / 'prometheus-data'}",
+                "--storage.tsdb.retention.time=1d",
+                f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+                "--web.enable-lifecycle",
+            ],
+        )
+        self._wait_ready(
+            proc,
+            f"{self.prometheus_url}/-/ready answers 200",
+            lambda: http_get(f"{self.prometheus_url}/-/ready", timeout=2)[0] == 200,
+            COMPONENT_TIMEOUT,
+        )
 
     def _start_simulator(self) -> None:
         port = self.ports["simulator"]
-        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-               "PYTHONUNBUFFERED": "1"}
-        proc = self._spawn("simulator", [
-            sys.executable, "-m", "e2e.simulator", "--kubeconfig", self.kubeconfig, "--port", str(port),
-        ], env=env)
-        self._wait_ready(proc, f"http://127.0.0.1:{port}/metrics answers 200",
-                         lambda: http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)[0] == 200, COMPONENT_TIMEOUT)
+        env = {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+        proc = self._spawn(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "e2e.simulator",
+                "--kubeconfig",
+                self.kubeconfig,
+                "--port",
+                str(port),
+            ],
+            env=env,
+        )
+        self._wait_ready(
+            proc,
+            f"http://127.0.0.1:{port}/metrics answers 200",
+            lambda: http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)[0] == 200,
+            COMPONENT_TIMEOUT,
+        )
         self.add_scrape_target("simulator", f"127.0.0.1:{port}")
 
     # ---- chaos -----------------------------------------------------------------------------
@@ -488,12 +570,14 @@ class ControlPlane:
         """Start Prometheus again on the same port and data dir; wait for /-/ready."""
         proc = self._own("prometheus")
         proc.start()
-        self._wait_ready(proc, f"{self.prometheus_url}/-/ready answers 200 again",
-                         lambda: http_get(f"{self.prometheus_url}/-/ready", timeout=2)[0] == 200, timeout)
+        self._wait_ready(
+            proc,
+            f"{self.prometheus_url}/-/ready answers 200 again",
+            lambda: http_get(f"{self.prometheus_url}/-/ready", timeout=2)[0] == 200,
+            timeout,
+        )
 
-    def start_process(
-        self, name: str, argv: Sequence[str | Path], env: dict[str, str] | None = None
-    ) -> ManagedProcess:
+    def start_process(self, name: str, argv: Sequence[str | Path], env: dict[str, str] | None = None) -> ManagedProcess:
         """Run a process under test (e.g. the operator) that ``stop()`` will stop first.
 
         Its log is ``<state_dir>/logs/<name>.log``; ``env`` is added to the current environment.
@@ -526,8 +610,14 @@ class ControlPlane:
         # Server-side: the HTTPRoute CRD is too big for client-side apply's last-applied annotation.
         self.kubectl("apply", "--server-side", "--force-conflicts", *[f"--filename={f}" for f in files], check=True)
         names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
-        self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s",
-                     *[f"crd/{n}" for n in names], check=True, timeout=timeout + 10)
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={timeout:.0f}s",
+            *[f"crd/{n}" for n in names],
+            check=True,
+            timeout=timeout + 10,
+        )
         log.info("Gateway API CRDs installed: %s", ", ".join(names))
 
     # ---- state.json (for `up` / `down` / `status` in separate Python processes) ----------
@@ -554,10 +644,18 @@ class ControlPlane:
         except FileNotFoundError as e:
             raise ControlPlaneError(f"no control plane state in {state_dir} (was `up` run?)") from e
         ext = state.get("external_kubeconfig")
-        cp = cls(state_dir, external_kubeconfig=Path(ext) if ext else None,
-                 external_prometheus_url=state.get("external_prometheus_url"), detached=True)
+        cp = cls(
+            state_dir,
+            external_kubeconfig=Path(ext) if ext else None,
+            external_prometheus_url=state.get("external_prometheus_url"),
+            detached=True,
+        )
         cp.ports = {k: int(v) for k, v in state["ports"].items()}
         cp.processes = {r["name"]: ManagedProcess.from_record(r) for r in state["processes"]}
+        tokens = state_dir / "tokens.csv"
+        if tokens.exists():  # token,user,uid[,groups]
+            by_user = {line.split(",")[1]: line.split(",")[0] for line in tokens.read_text().splitlines() if line}
+            cp.admin_token, cp.nobody_token = by_user.get("admin"), by_user.get("nobody")
         return cp
 
     def status(self) -> dict[str, Any]:
@@ -566,8 +664,10 @@ class ControlPlane:
             "api_url": self.api_url,
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
-            "processes": {name: {"pid": p.pid, "alive": p.is_alive(), "log": str(p.log_path)}
-                          for name, p in self.processes.items()},
+            "processes": {
+                name: {"pid": p.pid, "alive": p.is_alive(), "log": str(p.log_path)}
+                for name, p in self.processes.items()
+            },
         }
 
 
@@ -577,9 +677,7 @@ class ControlPlane:
 def _cli_state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir:
         return Path(args.state_dir)
-    from e2e.binaries import cache_dir
-
-    return cache_dir() / "run" / args.name
+    return cache_dir() / "run" / str(args.name)
 
 
 def _print_status(cp: ControlPlane) -> None:
@@ -607,12 +705,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             old = ControlPlane.load(state_dir)
             alive = [n for n, p in old.processes.items() if p.is_alive()]
             if alive:
-                print(f"already running in {state_dir}: {', '.join(alive)}. "
-                      f"Use `python -m e2e.cluster down --name {args.name}` first.", file=sys.stderr)
+                print(
+                    f"already running in {state_dir}: {', '.join(alive)}. "
+                    f"Use `python -m e2e.cluster down --name {args.name}` first.",
+                    file=sys.stderr,
+                )
                 return 1
-        if state_dir.exists():
-            import shutil
-
+        if state_dir.exists() and any(state_dir.iterdir()):
+            if not (state_dir / "state.json").exists():
+                print(f"{state_dir} is not empty and holds no state.json; refusing to delete it", file=sys.stderr)
+                return 1
             shutil.rmtree(state_dir)  # a fresh cluster each time: old etcd data would not match new tokens
         started = time.monotonic()
         cp = ControlPlane.from_environment(state_dir, detached=True)

@@ -6,6 +6,8 @@
 * ``kube_api`` (session): a kubernetes ApiClient for the admin.
 * ``namespace`` (function): a fresh namespace, deleted afterwards.
 * ``prometheus_url`` (session).
+* ``own_control_plane`` / ``own_prometheus``: the control plane for chaos tests; they skip, saying
+  why, when ROLLGUARD_E2E_KUBECONFIG / ROLLGUARD_E2E_PROMETHEUS_URL point elsewhere.
 
 Every test under e2e/ gets the ``e2e`` marker: ``pytest -m "not e2e"`` runs only unit tests.
 """
@@ -17,12 +19,13 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from e2e.cluster import ControlPlane
+from e2e.cluster import ENV_KUBECONFIG, ENV_PROMETHEUS_URL, ControlPlane
 
 log = logging.getLogger("e2e.conftest")
 
@@ -53,6 +56,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         print(f"\ne2e control plane logs: {cp.log_dir}")
 
 
+@pytest.fixture
+def own_control_plane(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane, for chaos tests that stop the apiserver; skips on "any cluster"."""
+    if not control_plane.owns_apiserver:
+        pytest.skip(f"{ENV_KUBECONFIG} is set: the harness cannot stop another cluster's apiserver")
+    return control_plane
+
+
+@pytest.fixture
+def own_prometheus(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane, for tests that stop Prometheus or add scrape targets; skips if it is not ours."""
+    if not control_plane.owns_prometheus:
+        pytest.skip(f"{ENV_PROMETHEUS_URL} is set: that Prometheus is not ours to stop or reconfigure")
+    return control_plane
+
+
 @pytest.fixture(scope="session")
 def kube_api(control_plane: ControlPlane) -> client.ApiClient:
     return control_plane.api
@@ -74,7 +93,7 @@ def namespace(request: pytest.FixtureRequest, kube_api: client.ApiClient) -> Ite
     (no operator may be left to clear them) and the namespace is deleted (not waited for)."""
     name = _namespace_name(request.node.name)
     core = client.CoreV1Api(kube_api)
-    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     _drop_model_deployment_finalizers(kube_api, name)
     try:
@@ -94,12 +113,26 @@ def _drop_model_deployment_finalizers(api: client.ApiClient, namespace: str) -> 
     custom = client.CustomObjectsApi(api)
     group, plural = crd.spec.group, crd.spec.names.plural
     for version in (v.name for v in crd.spec.versions if v.served):
-        for obj in custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
+        listed = cast(dict[str, Any], custom.list_namespaced_custom_object(group, version, namespace, plural))
+        for obj in listed["items"]:
             if obj["metadata"].get("finalizers"):
-                log.info("removing finalizers %s from %s/%s", obj["metadata"]["finalizers"], namespace,
-                         obj["metadata"]["name"])
+                log.info(
+                    "removing finalizers %s from %s/%s",
+                    obj["metadata"]["finalizers"],
+                    namespace,
+                    obj["metadata"]["name"],
+                )
                 custom.patch_namespaced_custom_object(
-                    group, version, namespace, plural, obj["metadata"]["name"],
-                    {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json",
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    obj["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                    _content_type="application/merge-patch+json",
                 )
         break  # every served version shows the same objects
+
+
+# rollguard's own fixtures (crd, start_rollguard, rollguard) live beside the harness's.
+from e2e.operator_fixtures import crd, rollguard, start_rollguard  # noqa: E402, F401

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 # The five kwok stages kwokctl injects by default (paths inside kwok's kustomize/stage).
 KWOK_STAGES = (
@@ -79,10 +80,10 @@ def kwok_config(stage_dir: Path) -> str:
     return "\n---\n".join(parts)
 
 
-def fake_node(name: str, zone: str) -> dict[str, Any]:
+def fake_node(name: str, zone: str) -> client.V1Node:
     """A Node that kwok manages (no taint, so pods schedule without tolerations)."""
     capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-    return {
+    body = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -115,6 +116,9 @@ def fake_node(name: str, zone: str) -> dict[str, Any]:
             "phase": "Running",
         },
     }
+    node = client.V1Node.from_dict(body)
+    assert node is not None
+    return node
 
 
 def prometheus_config(targets_file: Path) -> dict[str, Any]:

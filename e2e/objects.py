@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes import client
 
 from e2e.traffic import MODEL_DEPLOYMENT_LABEL
 
+T = TypeVar("T")
+
 GATEWAY_API = ("gateway.networking.k8s.io", "v1", "httproutes")
+
+
+def required(value: T | None, what: str) -> T:
+    """``value``, which the API always sets but the client types as optional."""
+    if value is None:
+        raise AssertionError(f"{what} is missing")
+    return value
+
+
+def name_of(obj: Any) -> str:
+    """``obj.metadata.name`` of any typed Kubernetes object."""
+    return str(required(obj.metadata, "metadata").name)
+
+
+def names(objs: Iterable[Any]) -> set[str]:
+    return {name_of(o) for o in objs}
 
 
 def deployment(
@@ -16,13 +36,13 @@ def deployment(
     replicas: int = 1,
     labels: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> client.V1Deployment:
     """A Deployment whose pods carry ``labels`` (plus ``app=<name>``) and whose container has ``env``.
 
     The image is never pulled: kwok only pretends to run pods.
     """
     pod_labels = {"app": name, **(labels or {})}
-    return {
+    body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name},
@@ -43,6 +63,7 @@ def deployment(
             },
         },
     }
+    return required(client.V1Deployment.from_dict(body), "Deployment")
 
 
 def model_deployment_pods(
@@ -54,7 +75,7 @@ def model_deployment_pods(
     replicas: int = 1,
     labels: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> client.V1Deployment:
     """A Deployment of simulated model servers: the simulator serves metrics for its ready pods."""
     return deployment(
         name,
@@ -64,13 +85,11 @@ def model_deployment_pods(
     )
 
 
-def service(name: str, selector: Mapping[str, str], port: int = 80) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": dict(selector), "ports": [{"port": port, "targetPort": 8080}]},
-    }
+def service(name: str, selector: Mapping[str, str], port: int = 80) -> client.V1Service:
+    return client.V1Service(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ServiceSpec(selector=dict(selector), ports=[client.V1ServicePort(port=port, target_port=8080)]),
+    )
 
 
 def http_route(name: str, backends: Mapping[str, int], gateway: str = "e2e-gateway", port: int = 80) -> dict[str, Any]:

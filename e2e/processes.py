@@ -127,7 +127,7 @@ class ManagedProcess:
                 env={**os.environ, **self.env} if self.env is not None else None,
                 cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C in the terminal goes to pytest, which stops us in order
-                preexec_fn=preexec,
+                preexec_fn=preexec,  # noqa: PLW1509 - only calls prctl(); processes start from the main thread
             )
         self.pid = self._popen.pid
         log.info("started %s (pid %d), log: %s", self.name, self.pid, self.log_path)

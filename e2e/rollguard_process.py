@@ -100,17 +100,16 @@ class RollguardProcess:
                     continue
         return records
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, metric_name: str, /, **labels: str) -> float:
         """Sum of a metric's samples on the operator's /metrics matching the given labels."""
         status, body = http_get(f"http://{self.metrics_address}/metrics", timeout=2.0)
         assert status == 200, f"operator /metrics answered {status}"
         total = 0.0
         for line in body.splitlines():
-            if not line.startswith(name) or line.startswith("#"):
+            if not line.startswith(metric_name) or line.startswith("#"):
                 continue
             series, _, value = line.rpartition(" ")
-            metric_name = series.split("{", 1)[0]
-            if metric_name != name:
+            if series.split("{", 1)[0] != metric_name:
                 continue
             if all(f'{key}="{val}"' in series for key, val in labels.items()):
                 total += float(value)

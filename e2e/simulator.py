@@ -11,7 +11,8 @@ serves, on ``127.0.0.1:PORT/metrics``, the series a real model server would expo
 * ``model_feature_drift_score`` and ``model_prediction_drift_score`` gauges
 * ``model_drift_samples_total`` (the pod's request count)
 
-Behaviour per pod comes from its first container's env, see ``e2e/traffic.py``. If the API
+Behaviour per pod comes from its first container's env, see ``e2e/traffic.py``; a pod annotation
+``simulator.rollguard.io/<ENV NAME>`` overrides it while the pod runs. If the API
 server cannot be reached, the last known pods keep serving (as a real data plane would).
 """
 
@@ -22,10 +23,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 from prometheus_client.core import (
@@ -36,6 +38,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from e2e.cluster import api_client_for
 from e2e.traffic import (
     MODEL_DEPLOYMENT_LABEL,
     Backend,
@@ -51,6 +54,7 @@ log = logging.getLogger("e2e.simulator")
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 LABELS = ["namespace", "pod", "model", "version"]
+OVERRIDE_PREFIX = "simulator.rollguard.io/"
 
 
 def _is_ready(pod: Any) -> bool:
@@ -63,6 +67,10 @@ def _is_ready(pod: Any) -> bool:
 def _to_simulated(pod: Any) -> SimulatedPod:
     containers = pod.spec.containers or []
     env = {e.name: e.value for e in (containers[0].env or []) if e.value is not None} if containers else {}
+    # A live pod can change behaviour (a model degrading after promotion) through annotations
+    # such as simulator.rollguard.io/SIMULATED_ERROR_RATE: "0.3", which override its env.
+    annotations = pod.metadata.annotations or {}
+    env.update({key.split("/", 1)[1]: value for key, value in annotations.items() if key.startswith(OVERRIDE_PREFIX)})
     return pod_from_env(
         uid=pod.metadata.uid,
         namespace=pod.metadata.namespace,
@@ -99,7 +107,8 @@ class ClusterReader:
         routes: list[Route] = []
         for ns in sorted(set(namespaces)):
             try:
-                raw = self.custom.list_namespaced_custom_object(GATEWAY_GROUP, "v1", ns, "httproutes")["items"]
+                listed = self.custom.list_namespaced_custom_object(GATEWAY_GROUP, "v1", ns, "httproutes")
+                raw: list[dict[str, Any]] = cast(dict[str, Any], listed)["items"]
             except ApiException as e:
                 if e.status == 404:  # Gateway API CRDs not installed: plain per-replica routing.
                     if not self._routes_missing_logged:
@@ -109,7 +118,11 @@ class ClusterReader:
                 raise
             if not raw:
                 continue
-            selectors = {s.metadata.name: s.spec.selector or {} for s in self.core.list_namespaced_service(ns).items}
+            selectors = {
+                str(s.metadata.name): dict(s.spec.selector or {})
+                for s in self.core.list_namespaced_service(ns).items
+                if s.metadata and s.spec
+            }
             for obj in raw:
                 routes.append(_route_from_object(obj, selectors))
         return routes
@@ -171,7 +184,12 @@ class DataPlane(Collector):
         for uid, p in sorted(self._pods.items(), key=lambda kv: (kv[1].namespace, kv[1].name)):
             log.info(
                 "serving %s/%s model=%s version=%s at %.2f rps, error rate %.3f",
-                p.namespace, p.name, p.model, p.version, self._rps.get(uid, 0.0), p.error_rate,
+                p.namespace,
+                p.name,
+                p.model,
+                p.version,
+                self._rps.get(uid, 0.0),
+                p.error_rate,
             )
 
     def collect(self) -> Iterator[Metric]:
@@ -204,7 +222,7 @@ def refresh(reader: ClusterReader, plane: DataPlane) -> None:
 
 def run(kubeconfig: str, port: int, namespaces: Sequence[str], interval: float) -> None:
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # test apiserver: self-signed
-    reader = ClusterReader(config.new_client_from_config(config_file=kubeconfig), namespaces)
+    reader = ClusterReader(api_client_for(Path(kubeconfig)), namespaces)
     plane = DataPlane()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(plane)

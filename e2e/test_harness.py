@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -12,29 +14,34 @@ from kubernetes.client.exceptions import ApiException
 
 from e2e import objects
 from e2e.cluster import ControlPlane
+from e2e.objects import names, required
 from e2e.waiting import http_get, prom_query, prom_scalar, wait_for
 
 # ---- controllers and kwok ----------------------------------------------------------------------
 
 
 def _ready_replicas(apps: client.AppsV1Api, namespace: str, name: str) -> int:
-    return int(apps.read_namespaced_deployment_status(name, namespace).status.ready_replicas or 0)
+    status = apps.read_namespaced_deployment_status(name, namespace).status
+    return (status.ready_replicas if status else None) or 0
 
 
-def _pods(core: client.CoreV1Api, namespace: str, selector: str = "") -> list[Any]:
-    items: list[Any] = core.list_namespaced_pod(namespace, label_selector=selector).items
-    return items
+def _wait_ready_replicas(apps: client.AppsV1Api, namespace: str, name: str, replicas: int) -> None:
+    wait_for(
+        lambda: _ready_replicas(apps, namespace, name),
+        60,
+        message=f"Deployment {name} has {replicas} ready replicas",
+        until=lambda n: n == replicas,
+    )
 
 
 def test_deployment_reaches_ready_replicas(namespace: str, kube_api: client.ApiClient) -> None:
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     apps.create_namespaced_deployment(namespace, objects.deployment("web", replicas=3))
 
-    wait_for(lambda: _ready_replicas(apps, namespace, "web"), 60, message="Deployment web has 3 ready replicas",
-             until=lambda n: n == 3)
-    pods = _pods(core, namespace, "app=web")
-    assert len(pods) == 3, f"expected 3 pods of web, got {[p.metadata.name for p in pods]}"
-    nodes = {p.spec.node_name for p in pods}
+    _wait_ready_replicas(apps, namespace, "web", 3)
+    pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+    assert len(pods) == 3, f"expected 3 pods of web, got {names(pods)}"
+    nodes = {required(p.spec, "pod spec").node_name for p in pods}
     assert nodes <= {"kwok-node-0", "kwok-node-1"}, f"pods should run on the kwok nodes, ran on {nodes}"
 
 
@@ -43,15 +50,22 @@ def test_deleting_a_deployment_garbage_collects_replicasets_and_pods(
 ) -> None:
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     apps.create_namespaced_deployment(namespace, objects.deployment("gc", replicas=2))
-    wait_for(lambda: _ready_replicas(apps, namespace, "gc"), 60, message="Deployment gc has 2 ready replicas",
-             until=lambda n: n == 2)
+    _wait_ready_replicas(apps, namespace, "gc", 2)
 
     apps.delete_namespaced_deployment("gc", namespace)
 
-    wait_for(lambda: [rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items], 60,
-             message="the garbage collector deletes gc's ReplicaSet", until=lambda names: names == [])
-    wait_for(lambda: [p.metadata.name for p in _pods(core, namespace)], 60,
-             message="gc's pods are deleted (GC, then kwok's pod-delete stage)", until=lambda names: names == [])
+    wait_for(
+        lambda: names(apps.list_namespaced_replica_set(namespace).items),
+        60,
+        message="the garbage collector deletes gc's ReplicaSet",
+        until=lambda left: left == set(),
+    )
+    wait_for(
+        lambda: names(core.list_namespaced_pod(namespace).items),
+        60,
+        message="gc's pods are deleted (garbage collector, then kwok's pod-delete stage)",
+        until=lambda left: left == set(),
+    )
 
 
 # ---- API server: schema validation and authorisation --------------------------------------------
@@ -64,22 +78,28 @@ WIDGET_CRD = {
         "group": "harness.test",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object",
-                    "required": ["size"],
-                    "properties": {
-                        "size": {"type": "integer", "minimum": 1},
-                        "colour": {"type": "string", "enum": ["red", "green"]},
-                    },
-                }},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 1},
+                                    "colour": {"type": "string", "enum": ["red", "green"]},
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -88,38 +108,48 @@ def _widget(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "harness.test/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
 
 
+def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    status = ext.read_custom_resource_definition(name).status
+    return any(c.type == "Established" and c.status == "True" for c in (status.conditions if status else None) or [])
+
+
 def test_structural_crd_schema_is_enforced_by_the_api_server(namespace: str, kube_api: client.ApiClient) -> None:
     ext, custom = client.ApiextensionsV1Api(kube_api), client.CustomObjectsApi(kube_api)
-    ext.create_custom_resource_definition(WIDGET_CRD)
+    ext.create_custom_resource_definition(required(client.V1CustomResourceDefinition.from_dict(WIDGET_CRD), "CRD"))
     try:
         wait_for(
-            lambda: [c.type for c in (ext.read_custom_resource_definition("widgets.harness.test").status.conditions
-                                      or []) if c.status == "True"],
-            30, message="CRD widgets.harness.test is Established", until=lambda types: "Established" in types,
+            lambda: _established(ext, "widgets.harness.test"), 30, message="CRD widgets.harness.test is Established"
         )
-        ok = wait_for(  # discovery of a new CRD can lag its Established condition by a moment
+        created = wait_for(  # discovery of a new CRD can lag its Established condition by a moment
             lambda: custom.create_namespaced_custom_object(
-                "harness.test", "v1", namespace, "widgets", _widget("ok", {"size": 3, "colour": "red"})),
-            30, message="a valid Widget is accepted",
+                "harness.test", "v1", namespace, "widgets", _widget("ok", {"size": 3, "colour": "red"})
+            ),
+            30,
+            message="a valid Widget is accepted",
         )
-        assert ok["spec"] == {"size": 3, "colour": "red"}
+        assert cast(dict[str, Any], created)["spec"] == {"size": 3, "colour": "red"}
 
         with pytest.raises(ApiException) as rejected:
             custom.create_namespaced_custom_object(
-                "harness.test", "v1", namespace, "widgets", _widget("bad", {"size": 0, "colour": "purple"}))
+                "harness.test", "v1", namespace, "widgets", _widget("bad", {"size": 0, "colour": "purple"})
+            )
         assert rejected.value.status == 422, f"expected 422 Invalid, got {rejected.value.status}"
-        message = json.loads(rejected.value.body)["message"]
+        message = json.loads(rejected.value.body or "{}")["message"]
         assert "spec.size in body should be greater than or equal to 1" in message, f"minimum not enforced: {message}"
         assert 'spec.colour: Unsupported value: "purple"' in message, f"enum not enforced: {message}"
     finally:
         ext.delete_custom_resource_definition("widgets.harness.test")
 
 
+def _service_account(core: client.CoreV1Api, namespace: str, name: str) -> None:
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+
+
 def _unprivileged_token(control_plane: ControlPlane, namespace: str) -> str:
-    """The static `nobody` user's token; on "any cluster", a ServiceAccount's with no bindings."""
+    """The static `nobody` user's token; on "any cluster", that of a ServiceAccount with no bindings."""
     if control_plane.nobody_token is not None:
         return control_plane.nobody_token
-    client.CoreV1Api(control_plane.api).create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    _service_account(client.CoreV1Api(control_plane.api), namespace, "nobody")
     return control_plane.kubectl("create", "token", "nobody", "-n", namespace, check=True).stdout.strip()
 
 
@@ -139,27 +169,38 @@ def test_service_account_token_works_only_within_its_role(
     namespace: str, control_plane: ControlPlane, kube_api: client.ApiClient
 ) -> None:
     core, rbac = client.CoreV1Api(kube_api), client.RbacAuthorizationV1Api(kube_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "pod-reader"}})
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "pod-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
-    })
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "pod-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "pod-reader", "namespace": namespace}],
-    })
+    _service_account(core, namespace, "pod-reader")
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="pod-reader"),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"])],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="pod-reader"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="pod-reader"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="pod-reader", namespace=namespace)],
+        ),
+    )
 
     token = control_plane.kubectl("create", "token", "pod-reader", "-n", namespace, "--duration=10m", check=True)
     sa_core = client.CoreV1Api(control_plane.api_client(token.stdout.strip()))
 
     sa_core.list_namespaced_pod(namespace)  # granted
-    for what, call in [
-        ("create a ConfigMap in its namespace", lambda: sa_core.create_namespaced_config_map(
-            namespace, {"metadata": {"name": "nope"}})),
+    forbidden: list[tuple[str, Callable[[], object]]] = [
+        (
+            "create a ConfigMap in its namespace",
+            lambda: sa_core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
+            ),
+        ),
         ("delete pods in its namespace", lambda: sa_core.delete_collection_namespaced_pod(namespace)),
         ("list pods in kube-system", lambda: sa_core.list_namespaced_pod("kube-system")),
-    ]:
+    ]
+    for what, call in forbidden:
         with pytest.raises(ApiException) as refused:
             call()
         assert refused.value.status == 403, f"the ServiceAccount must not {what}; got {refused.value.status}"
@@ -170,39 +211,52 @@ def test_service_account_token_works_only_within_its_role(
 
 def _ratio(prometheus_url: str, numerator: str, denominator: str) -> float | None:
     value = prom_scalar(prometheus_url, f"sum(rate({numerator}[20s])) / sum(rate({denominator}[20s]))")
-    return None if value is None or value != value else value  # NaN until there are two samples
+    return None if value is None or math.isnan(value) else value  # NaN until there are two samples
 
 
 def test_simulator_series_reach_prometheus_with_the_configured_error_rate(
     namespace: str, control_plane: ControlPlane, kube_api: client.ApiClient, prometheus_url: str
 ) -> None:
     apps = client.AppsV1Api(kube_api)
-    apps.create_namespaced_deployment(namespace, objects.model_deployment_pods(
-        "demo-v1", model_deployment="demo", model="iris", version="v1", replicas=2,
-        env={"SIMULATED_ERROR_RATE": "0.2"},
-    ))
-    wait_for(lambda: _ready_replicas(apps, namespace, "demo-v1"), 60, message="demo-v1 has 2 ready replicas",
-             until=lambda n: n == 2)
+    pods_of = objects.model_deployment_pods(
+        "demo-v1", model_deployment="demo", model="iris", version="v1", replicas=2, env={"SIMULATED_ERROR_RATE": "0.2"}
+    )
+    apps.create_namespaced_deployment(namespace, pods_of)
+    _wait_ready_replicas(apps, namespace, "demo-v1", 2)
 
     selector = f'model_requests_total{{namespace="{namespace}",model="iris",version="v1"}}'
-    pods = wait_for(lambda: {s["metric"]["pod"] for s in prom_query(prometheus_url, selector)}, 30,
-                    message=f"Prometheus has {selector} for both pods", until=lambda p: len(p) == 2)
-    expected = {p.metadata.name for p in _pods(client.CoreV1Api(kube_api), namespace)}
-    assert pods == expected, f"series should be per pod: expected {expected}, got {pods}"
-    for family in ("model_request_duration_seconds_bucket", "model_feature_drift_score",
-                   "model_prediction_drift_score", "model_drift_samples_total"):
+    seen = wait_for(
+        lambda: {s["metric"]["pod"] for s in prom_query(prometheus_url, selector)},
+        30,
+        message=f"Prometheus has {selector} for both pods",
+        until=lambda pods: len(pods) == 2,
+    )
+    expected = names(client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items)
+    assert seen == expected, f"series should be per pod: expected {expected}, got {seen}"
+    for family in (
+        "model_request_duration_seconds_bucket",
+        "model_feature_drift_score",
+        "model_prediction_drift_score",
+        "model_drift_samples_total",
+    ):
         assert prom_query(prometheus_url, f'{family}{{namespace="{namespace}"}}'), f"{family} missing"
 
     ns = f'namespace="{namespace}"'
-    wait_for(lambda: _ratio(prometheus_url, f'model_requests_total{{code="500",{ns}}}', f"model_requests_total{{{ns}}}"),
-             60, message="Prometheus error ratio over 20s is 0.2 +- 10%",
-             until=lambda r: r is not None and abs(r - 0.2) <= 0.02)
+    wait_for(
+        lambda: _ratio(prometheus_url, f'model_requests_total{{code="500",{ns}}}', f"model_requests_total{{{ns}}}"),
+        60,
+        message="Prometheus error ratio over 20s is 0.2 +- 10%",
+        until=lambda r: r is not None and abs(r - 0.2) <= 0.02,
+    )
 
     apps.patch_namespaced_deployment_scale("demo-v1", namespace, {"spec": {"replicas": 0}})
-    assert control_plane.simulator_url is not None
-    metrics_url = f"{control_plane.simulator_url}/metrics"
-    wait_for(lambda: http_get(metrics_url)[1], 30, message=f"the simulator drops the series of {namespace}",
-             until=lambda text: f'namespace="{namespace}"' not in text)
+    metrics_url = f"{required(control_plane.simulator_url, 'simulator')}/metrics"
+    wait_for(
+        lambda: http_get(metrics_url)[1],
+        30,
+        message=f"the simulator drops the series of {namespace} once its pods are gone",
+        until=lambda text: f'namespace="{namespace}"' not in text,
+    )
 
 
 def test_httproute_weights_shift_the_simulated_traffic(
@@ -211,22 +265,32 @@ def test_httproute_weights_shift_the_simulated_traffic(
     control_plane.install_gateway_api_crds()
     custom, core, apps = client.CustomObjectsApi(kube_api), client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     group, version, plural = objects.GATEWAY_API
-    route = wait_for(lambda: custom.create_namespaced_custom_object(
-        group, version, namespace, plural, objects.http_route("demo", {"demo-stable": 80, "demo-canary": 20})),
-        30, message="an HTTPRoute (gateway.networking.k8s.io/v1) can be created")
-    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [80, 20]
+    route = wait_for(
+        lambda: custom.create_namespaced_custom_object(
+            group, version, namespace, plural, objects.http_route("demo", {"demo-stable": 80, "demo-canary": 20})
+        ),
+        30,
+        message="an HTTPRoute (gateway.networking.k8s.io/v1) can be created",
+    )
+    backend_refs = cast(dict[str, Any], route)["spec"]["rules"][0]["backendRefs"]
+    assert [b["weight"] for b in backend_refs] == [80, 20], f"the route keeps its weights: {backend_refs}"
 
     for track in ("stable", "canary"):
         core.create_namespaced_service(namespace, objects.service(f"demo-{track}", {"track": track}))
     # By replicas the canary would get 3/4 of the traffic; the route's weights must win (80/20).
     for track, model_version, replicas in (("stable", "v1", 1), ("canary", "v2", 3)):
-        apps.create_namespaced_deployment(namespace, objects.model_deployment_pods(
-            f"demo-{track}", model_deployment="demo", model="iris", version=model_version, replicas=replicas,
-            labels={"track": track}, env={"SIMULATED_TOTAL_RPS": "40"},
-        ))
-    for track, replicas in (("stable", 1), ("canary", 3)):
-        wait_for(lambda t=track: _ready_replicas(apps, namespace, f"demo-{t}"), 60,
-                 message=f"demo-{track} has {replicas} ready replicas", until=lambda n, r=replicas: n == r)
+        pods_of = objects.model_deployment_pods(
+            f"demo-{track}",
+            model_deployment="demo",
+            model="iris",
+            version=model_version,
+            replicas=replicas,
+            labels={"track": track},
+            env={"SIMULATED_TOTAL_RPS": "40"},
+        )
+        apps.create_namespaced_deployment(namespace, pods_of)
+    _wait_ready_replicas(apps, namespace, "demo-stable", 1)
+    _wait_ready_replicas(apps, namespace, "demo-canary", 3)
 
     ns = f'namespace="{namespace}"'
 
@@ -234,20 +298,29 @@ def test_httproute_weights_shift_the_simulated_traffic(
         share = _ratio(prometheus_url, f'model_requests_total{{version="v1",{ns}}}', f"model_requests_total{{{ns}}}")
         return share, prom_scalar(prometheus_url, f"sum(rate(model_requests_total{{{ns}}}[20s]))")
 
+    def as_weighted(observed: tuple[float | None, float | None]) -> bool:
+        share, total = observed
+        return share is not None and total is not None and abs(share - 0.8) <= 0.08 and abs(total - 40) <= 4
+
     # rate() under-reads while a series is younger than its window, so also wait for the full 40 rps.
-    wait_for(share_and_total, 90,
-             message="stable (v1) gets 80% +- 10% of SIMULATED_TOTAL_RPS=40 (+- 10%), as the HTTPRoute weights say",
-             until=lambda st: None not in st and abs(st[0] - 0.8) <= 0.08 and abs(st[1] - 40) <= 4)  # type: ignore[operator]
+    wait_for(
+        share_and_total,
+        90,
+        until=as_weighted,
+        message="stable (v1) gets 80% +- 10% of SIMULATED_TOTAL_RPS=40 (+- 10%), as the HTTPRoute weights say",
+    )
 
 
 # ---- chaos handles ---------------------------------------------------------------------------------
 
 
-def test_prometheus_can_be_restarted_and_keeps_its_data(control_plane: ControlPlane, prometheus_url: str) -> None:
-    if not control_plane.owns_prometheus:
-        pytest.skip("ROLLGUARD_E2E_PROMETHEUS_URL is set: that Prometheus is not ours to stop")
+def test_prometheus_can_be_restarted_and_keeps_its_data(own_prometheus: ControlPlane, prometheus_url: str) -> None:
+    control_plane = own_prometheus
     query = 'count_over_time(up{job="simulator"}[10m])'
-    before = wait_for(lambda: prom_scalar(prometheus_url, query), 30, message="Prometheus has scraped the simulator")
+    before = required(
+        wait_for(lambda: prom_scalar(prometheus_url, query), 30, message="Prometheus has scraped the simulator"),
+        "sample count",
+    )
 
     control_plane.stop_prometheus()
     with pytest.raises(OSError):
@@ -273,12 +346,13 @@ def test_a_process_under_test_can_be_killed_and_restarted(control_plane: Control
 
 
 def test_apiserver_can_be_stopped_and_started_with_its_data_kept(
-    namespace: str, control_plane: ControlPlane, kube_api: client.ApiClient
+    namespace: str, own_control_plane: ControlPlane, kube_api: client.ApiClient
 ) -> None:
-    if not control_plane.owns_apiserver:
-        pytest.skip("ROLLGUARD_E2E_KUBECONFIG is set: the harness cannot stop another cluster's apiserver")
+    control_plane = own_control_plane
     core = client.CoreV1Api(kube_api)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "survivor"}, "data": {"k": "v"}})
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="survivor"), data={"k": "v"})
+    )
 
     control_plane.stop_apiserver()
     with pytest.raises(OSError):
@@ -287,7 +361,10 @@ def test_apiserver_can_be_stopped_and_started_with_its_data_kept(
     control_plane.start_apiserver()
     print(f"apiserver was down {time.monotonic() - down_since:.1f}s")
 
-    kept = wait_for(lambda: core.read_namespaced_config_map("survivor", namespace), 30,
-                    message="the ConfigMap written before the restart can be read")
+    kept = wait_for(
+        lambda: core.read_namespaced_config_map("survivor", namespace),
+        30,
+        message="the ConfigMap written before the restart can be read",
+    )
     assert kept.data == {"k": "v"}, f"data kept in etcd: {kept.data}"
     control_plane.wait_for_nodes_ready(timeout=60)

@@ -196,7 +196,9 @@ def test_pod_labels_carry_model_version_and_rollout_id_but_not_the_role() -> Non
     assert pod_labels[naming.LABEL_VERSION] == "1.5.0", f"pod labels: {pod_labels}"
     assert pod_labels[naming.LABEL_ROLLOUT_ID] == CANARY.revision, f"pod labels: {pod_labels}"
     assert pod_labels[naming.LABEL_MD] == "fraud-detector", f"pod labels: {pod_labels}"
-    assert naming.LABEL_ROLE not in pod_labels, f"the role must not be a pod label (promotion would restart pods): {pod_labels}"
+    assert naming.LABEL_ROLE not in pod_labels, (
+        f"the role must not be a pod label (promotion would restart pods): {pod_labels}"
+    )
     assert manifest["metadata"]["labels"][naming.LABEL_ROLE] == "canary", (
         f"the role should be a label on the Deployment itself, got {manifest['metadata']['labels']}"
     )
@@ -225,11 +227,17 @@ def test_services_and_budget_select_the_right_pods() -> None:
     stable_pods = stable_deployment()["spec"]["template"]["metadata"]["labels"]
     canary_pods = canary_deployment()["spec"]["template"]["metadata"]["labels"]
     model_selector = model_service()["spec"]["selector"]
-    assert model_selector.items() <= stable_pods.items(), f"the model Service should reach stable pods: {model_selector}"
-    assert model_selector.items() <= canary_pods.items(), f"the model Service should reach canary pods: {model_selector}"
+    assert model_selector.items() <= stable_pods.items(), (
+        f"the model Service should reach stable pods: {model_selector}"
+    )
+    assert model_selector.items() <= canary_pods.items(), (
+        f"the model Service should reach canary pods: {model_selector}"
+    )
     stable_selector = role_service("stable", STABLE.revision)["spec"]["selector"]
     assert stable_selector.items() <= stable_pods.items(), f"stable Service should reach stable pods: {stable_selector}"
-    assert not stable_selector.items() <= canary_pods.items(), f"stable Service must not reach canary pods: {stable_selector}"
+    assert not stable_selector.items() <= canary_pods.items(), (
+        f"stable Service must not reach canary pods: {stable_selector}"
+    )
     budget_selector = pdb()["spec"]["selector"]["matchLabels"]
     assert budget_selector.items() <= stable_pods.items(), f"the PDB should cover serving pods: {budget_selector}"
     assert budget_selector.items() <= canary_pods.items(), f"the PDB should cover canary pods: {budget_selector}"
@@ -274,8 +282,12 @@ def test_scheduling_and_resources_reach_the_pod() -> None:
     resources = container(manifest)["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == "1", f"the GPU limit should reach the container: {resources}"
     assert resources["requests"] == {"cpu": "2", "memory": "4Gi"}, f"requests: {resources}"
-    assert pod_spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, pod_spec
-    assert pod_spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod_spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, (
+        f"the GPU node pool selector should reach the pod, got {pod_spec.get('nodeSelector')}"
+    )
+    assert pod_spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], (
+        f"tolerations should pass through unchanged, got {pod_spec.get('tolerations')}"
+    )
     assert pod_spec["serviceAccountName"] == "fraud-detector-models", f"pod spec: {pod_spec}"
     assert container(manifest)["args"] == ["mlserver", "start", "/mnt/models"], "args should pass through"
     spread = pod_spec["topologySpreadConstraints"]

@@ -112,7 +112,8 @@ def test_latency_is_unsupported_for_mlserver_and_names_the_check() -> None:
 
 def test_request_rate_is_a_rate_of_requests() -> None:
     value = render(metric_query(check(template="request-rate"), "rollguard").value, TARGET)
-    assert value == 'sum(rate(model_requests_total{namespace="ml-prod",model="fraud-detector",version="1.4.0"}[2m]))'
+    expected = 'sum(rate(model_requests_total{namespace="ml-prod",model="fraud-detector",version="1.4.0"}[2m]))'
+    assert value == expected, f"request-rate should be the per-second rate of all requests, got {value}"
 
 
 def test_custom_query_is_used_as_written_with_its_own_sample_query() -> None:

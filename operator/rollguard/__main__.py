@@ -1,4 +1,4 @@
-"""`python -m rollguard` / `rollguard run`: logging, metrics server, then kopf."""
+"""`python -m rollguard` / `rollguard run`: logging, metrics server, the leader Lease if enabled, then kopf."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
     import rollguard.handlers  # noqa: F401, PLC0415 - registers the handlers with kopf
 
+    if settings.leader_election:
+        from rollguard import leader  # noqa: PLC0415
+        from rollguard.adapters.kube import load_config  # noqa: PLC0415
+
+        leader.elect(settings, load_config())  # blocks until leading; exits the process if leadership is lost
     asyncio.run(
         kopf.operator(
             standalone=True,

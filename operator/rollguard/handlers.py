@@ -43,7 +43,7 @@ async def on_model_deployment(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -
         await reconcile(memo.ctx, obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
-@kopf.timer(naming.GROUP, naming.VERSION, naming.PLURAL, interval=SETTINGS.resync_seconds, sharp=True)
+@kopf.timer(naming.GROUP, naming.VERSION, naming.PLURAL, interval=SETTINGS.resync_seconds, sharp=True, backoff=5)
 async def resync(**kwargs: Any) -> None:
     await reconcile(kwargs["memo"].ctx, kwargs["namespace"], kwargs["name"])
 

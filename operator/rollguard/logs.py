@@ -21,6 +21,13 @@ def _kopf_object(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
     return event_dict
 
 
+class _QuietSuccesses(logging.Filter):
+    """Drops kopf's "Timer 'resync' succeeded." lines: one per object per second is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and str(record.msg).endswith("succeeded."))
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -41,6 +48,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
+    handler.addFilter(_QuietSuccesses())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -83,11 +83,13 @@ async def _measure(
 
 def _children(owner: builders.Owner, spec: ModelDeploymentSpec, decision: Decision) -> list[dict[str, Any]]:
     children = [builders.deployment(owner, spec, w.ref, w.replicas, w.role) for w in decision.workloads]
-    children.append(builders.service(owner, spec.runtime.port))
     canary = spec.strategy.canary
-    if canary is not None and canary.traffic_routing.type == "GatewayAPI":
-        roles = {w.role: w.ref.revision for w in decision.workloads}
-        stable_id = roles.get("stable", roles.get("canary"))
+    routed = canary is not None and canary.traffic_routing.type == "GatewayAPI"
+    roles = {w.role: w.ref.revision for w in decision.workloads}
+    stable_id = roles.get("stable", roles.get("canary"))
+    # Behind a router, the model's own Service reaches only stable pods: the route does the split.
+    children.append(builders.service(owner, spec.runtime.port, rollout_id=stable_id if routed else None))
+    if routed:
         for role in ("stable", "canary"):
             rollout_id = roles.get(role, stable_id)
             name = naming.role_service_name(owner.name, role)
@@ -203,7 +205,8 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
         for manifest in _children(owner, spec, decision):
             revision = manifest["metadata"]["labels"].get(naming.LABEL_ROLLOUT_ID)
             known = live.get(revision) if manifest["kind"] == "Deployment" and revision else None
-            await kube.run(kube.apply, manifest, known)
+            if await kube.run(kube.apply, manifest, known):
+                bound.info("applied", kind=manifest["kind"], child=manifest["metadata"]["name"])
         for revision in set(live) - decision.keep_revisions:
             await kube.run(kube.delete_deployment, namespace, naming.deployment_name(name, revision))
         if not spec.disruption_budget.enabled:
@@ -221,6 +224,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
     patch = merge_patch(old_status, new_status)
     if patch is not None:
         await kube.run(kube.patch_status, namespace, name, patch)
+        bound.debug("status patched", patch=patch)
     for event in decision.events:
         (bound.warning if event.type == "Warning" else bound.info)(
             event.message, reason=event.reason, phase=decision.status.phase, evidence=_evidence(decision, event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     metrics_port: int = 8081
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+    leader_election: bool = Field(default=False, description="Hold a Lease before acting (for replicas > 1).")
+    leader_election_namespace: str | None = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE"),
+        description="Namespace of the Lease; defaults to the pod's own (POD_NAMESPACE from the downward API).",
+    )
+    leader_election_lease: str = "rollguard-leader"
 
     @property
     def namespace_list(self) -> list[str]:

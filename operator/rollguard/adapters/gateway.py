@@ -45,12 +45,6 @@ class HTTPRouteRouter:
         if not operations:
             return False
         metrics.API_WRITES.labels("patch_route").inc()
-        self.kube.custom.api_client.call_api(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
-            "PATCH",
-            header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
-            body=operations,
-            auth_settings=["BearerToken"],
-            response_type="object",
-        )
+        resource = self.kube.dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind="HTTPRoute")
+        resource.patch(body=operations, name=name, namespace=namespace, content_type="application/json-patch+json")
         return True

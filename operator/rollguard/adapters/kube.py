@@ -95,7 +95,12 @@ class Kube:
             up_to_date = bool(item.status and (item.status.observed_generation or 0) >= (item_meta.generation or 0))
             failure = self._failure(namespace, md_name, revision) if ready < replicas else None
             observed[revision] = RevisionObserved(revision, replicas, ready, up_to_date, failure)
-            live[revision] = cast(Manifest, self.api.sanitize_for_serialization(item))
+            # Items of a typed list carry no apiVersion/kind; add them so `contains` compares like with like.
+            live[revision] = {
+                **cast(Manifest, self.api.sanitize_for_serialization(item)),
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+            }
         return observed, live
 
     def _failure(self, namespace: str, md_name: str, revision: str) -> str | None:

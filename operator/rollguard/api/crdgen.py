@@ -140,9 +140,12 @@ def render() -> str:
 
 
 def main() -> int:
-    CRD_PATH.parent.mkdir(parents=True, exist_ok=True)
-    CRD_PATH.write_text(render())
-    print(f"wrote {CRD_PATH}")
+    text = render()
+    chart_copy = CRD_PATH.parents[1] / "charts" / "rollguard" / "crds" / CRD_PATH.name  # Helm installs crds/
+    for path in (CRD_PATH, chart_copy):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

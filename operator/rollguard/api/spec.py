@@ -250,6 +250,15 @@ class MetricCheck(WireModel):
         description="Below this many samples the measurement is inconclusive: neither a pass nor a failure.",
     )
 
+    @model_validator(mode="after")
+    def _one_source_and_a_limit(self) -> MetricCheck:
+        """The same rules as the CEL ones, for clusters where the CRD is older than the operator."""
+        if (self.template is None) == (self.query is None):
+            raise ValueError("set exactly one of template (a built-in check) or query (your PromQL)")
+        if self.threshold_range is None and self.relative_to_stable is None:
+            raise ValueError("a check needs thresholdRange, relativeToStable or both")
+        return self
+
 
 class DriftGate(WireModel):
     """A first-class drift check: the canary's feature or prediction drift score must stay under maxScore."""

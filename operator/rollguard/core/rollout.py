@@ -68,10 +68,15 @@ class Decision:
 
 
 def canary_replicas(total: int, weight: int) -> int:
-    """Canary pods so that canary / (canary + stable) ~ weight%, with stable kept at `total`."""
-    if weight >= 100:
-        return total
-    return max(1, math.ceil(total * weight / (100 - weight))) if total > 0 else 0
+    """Canary pods for a step at `weight`%: ceil(total x weight / 100), at least one.
+
+    Stable keeps all `total` pods until promotion (capacity never dips), so a rollout costs at
+    most `total` extra pods, which matters for GPU models. Without a traffic router the canary's
+    actual share is canary / (canary + stable); status.canaryWeight reports that share.
+    """
+    if total <= 0:
+        return 0
+    return min(total, max(1, math.ceil(total * weight / 100)))
 
 
 class _Pass:
@@ -94,11 +99,13 @@ class _Pass:
 
     def base_replicas(self) -> int:
         """Replicas the stable version should have (the autoscaler's current count if it owns it)."""
-        if self.spec.autoscaling is not None and self.status.stable is not None:
-            current = self.observed(self.status.stable.revision).replicas
-            low, high = self.spec.autoscaling.min_replicas, self.spec.autoscaling.max_replicas
-            return min(max(current, low), high)
-        return self.spec.replicas
+        autoscaling = self.spec.autoscaling
+        if autoscaling is None:
+            return self.spec.replicas
+        stable = self.status.stable
+        seen = self.observed(stable.revision).replicas if stable is not None else 0
+        current = seen or self.spec.replicas
+        return min(max(current, autoscaling.min_replicas), autoscaling.max_replicas)
 
     def ready_at(self, revision: str, want: int) -> bool:
         seen = self.observed(revision)
@@ -218,22 +225,28 @@ def _apply_actions(p: _Pass) -> None:
             p.event("Normal", "Retry", f"retrying rejected version {p.status.rejected.version}")
             p.status.rejected = None
         elif action.name == "resume" and rollout is not None:
-            rollout.paused_reason = None
-            rollout.inconclusive = 0
-            rollout.metrics_unavailable_since = None
+            _release_hold(rollout)
             p.event("Normal", "Resumed", f"hold on version {rollout.target.version} released by a user")
         elif action.name == "promote-full" and rollout is not None and rollout.kind == "Canary":
-            rollout.promoting, rollout.paused_reason = True, None
+            _release_hold(rollout)
+            rollout.promoting = True
             rollout.step_started_at = p.now_iso
             p.event("Normal", "PromoteFull", f"version {rollout.target.version} promoted fully by a user")
         elif action.name == "promote" and rollout is not None and rollout.kind == "Canary":
-            rollout.paused_reason = None
+            _release_hold(rollout)
             _advance(p, rollout, "promoted by a user")
         elif action.name == "undo":
             _undo(p, action.argument)
         else:
             p.event("Normal", "ActionIgnored", f"{action.name} ignored: nothing it applies to right now")
     p.status.handled_actions = handled
+
+
+def _release_hold(rollout: RolloutStatus) -> None:
+    """A human released the hold: forget what caused it, so it does not trip again on old counts."""
+    rollout.paused_reason = None
+    rollout.inconclusive = 0
+    rollout.metrics_unavailable_since = None
 
 
 def _undo(p: _Pass, version: str) -> None:
@@ -286,7 +299,9 @@ def _choose_rollout(p: _Pass) -> None:
     if rollout is not None or p.paused:
         return
     if stable is None:
-        p.start("Initial", desired)
+        if p.status.rejected is None or p.status.rejected.revision != desired.revision:
+            p.status.rejected = None
+            p.start("Initial", desired)
     elif desired.revision == stable.revision:
         if p.status.rejected is not None and p.status.rejected.revision != desired.revision:
             p.status.rejected = None
@@ -443,8 +458,8 @@ def _workloads(p: _Pass) -> tuple[list[Workload], set[str]]:
     workloads: list[Workload] = []
     base = p.base_replicas()
     if stable is not None:
-        replicas = None if p.spec.autoscaling is not None else p.spec.replicas
-        workloads.append(Workload(stable, replicas, "stable"))
+        # With an autoscaler, `base` is its current count, so applying it never fights the HPA.
+        workloads.append(Workload(stable, base, "stable"))
     if rollout is not None:
         if rollout.kind == "Canary" and not rollout.promoting and p.spec.strategy.canary is not None:
             step = min(rollout.step_index, len(p.spec.strategy.canary.steps) - 1)
