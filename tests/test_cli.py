@@ -272,6 +272,16 @@ def test_timed_step_says_how_long_it_has_held() -> None:
     assert "Checks" not in text and "Analysis:" not in text
 
 
+def test_many_steps_wrap_between_steps_only() -> None:
+    steps = [{"weight": w, "pause": {"duration": "1m30s"}} for w in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)]
+    text = render_status(md(canary_status(step_index=3, weight=30), strategy={"canary": {"steps": steps}}), NOW)
+    lines = lines_of(text)
+    at = next(i for i, line in enumerate(lines) if line.startswith("  Step:"))
+    assert lines[at].startswith("  Step:      4/10  5% (1m30s) -> 10% (1m30s) -> 20% (1m30s) -> [30% (1m30s)] ->")
+    assert lines[at + 1].startswith(" " * 13 + "50% (1m30s) -> ") and lines[at + 1].endswith("-> 100%"), lines[at + 1]
+    assert_fits(text)
+
+
 def test_waiting_for_canary_pods_and_promoting() -> None:
     waiting = render_status(md(canary_status(weight_reached_at=None)), NOW)
     assert "(step weight 50%, not reached yet)" in waiting
@@ -554,6 +564,24 @@ def test_retry() -> None:
         plan("retry", md(canary_status()))
 
 
+def test_a_rejection_the_spec_has_moved_past_is_not_retried() -> None:
+    moved_on = md(rolled_back_status(), version="1.2.0")
+    text = render_status(moved_on, NOW)
+    assert "  Note:      the spec now asks for 1.2.0; this rejection no longer applies to it" in text
+    assert "kubectl rollguard retry" not in text.split("Rejected:")[1]
+    with pytest.raises(cli.CliError, match=r"not what the spec asks for any more \(1\.2\.0\)") as refused:
+        plan("retry", moved_on)
+    assert refused.value.code == 2
+
+
+def test_actions_that_wait_for_a_paused_object_say_so() -> None:
+    paused = {"rollguard.io/paused": "true"}
+    note = "(fraud-detector is paused: this takes effect after kubectl rollguard resume fraud-detector -n ml)"
+    assert note in plan("promote", md(canary_status(), annotations=paused)).message
+    assert note in plan("retry", md(rolled_back_status(), annotations=paused)).message
+    assert note not in plan("abort", md(canary_status(), annotations=paused)).message, "abort acts at once"
+
+
 def three_versions() -> dict[str, Any]:
     status = ModelDeploymentStatus(
         phase="Ready",
@@ -648,6 +676,34 @@ def test_refused_action_writes_nothing() -> None:
     with pytest.raises(cli.CliError) as refused:
         run(cluster, "promote", "fraud-detector")
     assert refused.value.code == 2 and cluster.patches == []
+
+
+class RacingCluster(FakeCluster):
+    """The rollout ends (rolled back) between the plugin's read and its first patch."""
+
+    def __init__(self) -> None:
+        super().__init__(md(canary_status()))
+        self.reads = 0
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        self.reads += 1
+        obj = md(canary_status()) if self.reads == 1 else md(rolled_back_status())
+        obj["metadata"]["resourceVersion"] = str(self.reads)
+        return obj
+
+    def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        super().patch(namespace, name, patch)
+        raise cli.ConflictError("the object has been modified; please apply your changes to the latest version")
+
+
+def test_an_action_is_written_only_against_the_version_it_was_checked_on() -> None:
+    cluster = RacingCluster()
+    with pytest.raises(cli.CliError, match="nothing to promote") as refused:
+        run(cluster, "promote", "fraud-detector")
+    assert refused.value.code == 2
+    [(_, _, attempted)] = cluster.patches
+    assert attempted["metadata"]["resourceVersion"] == "1", "the patch carries the version it was planned on"
+    assert cluster.reads == 2, "after a conflict the plugin reads again and re-checks"
 
 
 def test_status_and_history_as_json_and_yaml() -> None:

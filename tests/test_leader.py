@@ -126,7 +126,9 @@ def test_a_transport_error_is_a_failed_attempt_not_an_exception() -> None:
     lease.api_instance = api
     found, error = lease.get("rollguard-leader", "ns")
     assert not found and "MaxRetryError" in error.reason
-    assert lease.create("rollguard-leader", "ns", leader.leaderelection.LeaderElectionRecord("a", "15", "", "")) is False
+    assert (
+        lease.create("rollguard-leader", "ns", leader.leaderelection.LeaderElectionRecord("a", "15", "", "")) is False
+    )
 
 
 def test_the_watchdog_gives_up_leadership_when_renewals_stall() -> None:

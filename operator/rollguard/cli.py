@@ -20,10 +20,13 @@ Exit codes: 0 done; 1 error (object not found, API unreachable, watch timed out)
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
@@ -41,6 +44,7 @@ from rollguard.core.naming import ANNOTATION_PREFIX, GROUP, PLURAL, VERSION
 EXIT_OK, EXIT_ERROR, EXIT_REFUSED, EXIT_ROLLED_BACK = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 WATCH_INTERVAL = 2.0
+ACTION_ATTEMPTS = 5
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 Obj = Mapping[str, Any]
@@ -53,6 +57,10 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ConflictError(CliError):
+    """The object changed between reading and patching it (HTTP 409 on the resourceVersion precondition)."""
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -167,7 +175,12 @@ def plan_action(
     follow = _follow(name, namespace, follow_flags)
 
     def requested(what: str) -> str:
-        return f"requested {what} (token {token}); {follow}"
+        waits = (
+            f" ({name} is paused: this takes effect after kubectl rollguard resume {name} -n {namespace})"
+            if render.paused_by(obj) and action in ("promote", "retry", "undo")
+            else ""
+        )
+        return f"requested {what} (token {token}){waits}; {follow}"
 
     if action == "promote":
         if not rollout:
@@ -201,6 +214,13 @@ def plan_action(
         rejected = status.get("rejected") or {}
         if not rejected:
             raise CliError(f"{name} in namespace {namespace} has no rejected version: nothing to retry", 2)
+        wanted = render.requested_version(obj)
+        if wanted is not None and rejected.get("version") != wanted:
+            raise CliError(
+                f"the rejected version {rejected.get('version')} of {name} is not what the spec asks for any more "
+                f"({wanted}): nothing to retry",
+                2,
+            )
         return ActionPlan(
             annotation_patch({ANNOTATION_PREFIX + "retry": token}),
             requested(f"retry of rejected version {rejected.get('version', '?')} of {name}"),
@@ -227,9 +247,14 @@ def plan_action(
         released = " and ".join(
             [*(["the pause"] if paused == "annotation" else []), *([f"the {hold} hold"] if hold else [])]
         )
+        spec_too = (
+            "; spec.paused is also true, so it stays paused until the manifest sets it to false"
+            if (obj.get("spec") or {}).get("paused") is True
+            else ""
+        )
         return ActionPlan(
             annotation_patch({PAUSED_ANNOTATION: None, ANNOTATION_PREFIX + "resume": token}),
-            requested(f"resume of {name}, releasing {released}"),
+            requested(f"resume of {name}, releasing {released}{spec_too}"),
         )
     if action == "undo":
         return _plan_undo(obj, name, namespace, status, rollout, token, to, requested)
@@ -291,6 +316,8 @@ class Cluster:
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         self._context_namespace: str | None = None
+        # insecure-skip-tls-verify is the kubeconfig's choice; kubectl honours it silently, and so do we.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
         try:
             _kube_config.load_kube_config(config_file=kubeconfig, context=context)
             _, active = _kube_config.list_kube_config_contexts(config_file=kubeconfig)
@@ -332,6 +359,8 @@ class Cluster:
         try:
             return call()
         except ApiException as error:
+            if error.status == 409:
+                raise ConflictError(_api_error(error, namespace, name)) from error
             raise CliError(_api_error(error, namespace, name)) from error
         except HTTPError as error:
             raise CliError(f"cannot reach the Kubernetes API server: {error}") from error
@@ -395,9 +424,9 @@ def watch_status(
 def _follow_flags(args: argparse.Namespace) -> list[str]:
     flags = []
     if args.context:
-        flags.append(f"--context {args.context}")
+        flags.append(f"--context {shlex.quote(args.context)}")
     if args.kubeconfig:
-        flags.append(f"--kubeconfig {args.kubeconfig}")
+        flags.append(f"--kubeconfig {shlex.quote(args.kubeconfig)}")
     return flags
 
 
@@ -423,19 +452,30 @@ def run(args: argparse.Namespace, cluster: ClusterApi, out: TextIO) -> int:
         history = render.status_of(obj).get("history") or []
         out.write(render.render_history(obj) if args.output == "text" else _dump(history, args.output))
         return EXIT_OK
-    obj = cluster.get(namespace, name)
-    plan = plan_action(
-        args.command,
-        obj,
-        new_token(),
-        full=getattr(args, "full", False),
-        to=getattr(args, "to", None),
-        follow_flags=_follow_flags(args),
-    )
-    if plan.patch is not None:
-        cluster.patch(namespace, name, plan.patch)
-    out.write(plan.message + "\n")
-    return EXIT_OK
+    for _ in range(ACTION_ATTEMPTS):
+        obj = cluster.get(namespace, name)
+        plan = plan_action(
+            args.command,
+            obj,
+            new_token(),
+            full=getattr(args, "full", False),
+            to=getattr(args, "to", None),
+            follow_flags=_follow_flags(args),
+        )
+        if plan.patch is not None:
+            # The plan was made from what we read: write only if the object is still that version,
+            # so e.g. a promote is never written after the rollout it was checked against ended.
+            patch = copy.deepcopy(plan.patch)
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                patch["metadata"]["resourceVersion"] = version
+            try:
+                cluster.patch(namespace, name, patch)
+            except ConflictError:
+                continue
+        out.write(plan.message + "\n")
+        return EXIT_OK
+    raise CliError(f"{name} kept changing while the request was being written ({ACTION_ATTEMPTS} attempts); try again")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

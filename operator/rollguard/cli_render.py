@@ -28,6 +28,7 @@ _DEFAULT_FAILURE_LIMIT = Analysis().failure_limit
 _DEFAULT_INCONCLUSIVE_LIMIT = Analysis().inconclusive_limit
 
 Obj = Mapping[str, Any]
+_KEEP = "\u00a0"  # a space `field` never wraps at
 
 
 # -- small formatting helpers ------------------------------------------------------------------
@@ -106,7 +107,8 @@ def field(key: str, value: str, indent: int = 0, wrap: bool = True) -> list[str]
     if not wrap:
         return [label + value]
     wrapped = textwrap.wrap(value, WIDTH - LABEL, break_long_words=True, break_on_hyphens=False) or [""]
-    return [label + wrapped[0], *[" " * LABEL + rest for rest in wrapped[1:]]]
+    lines = [label + wrapped[0], *[" " * LABEL + rest for rest in wrapped[1:]]]
+    return [line.replace(_KEEP, " ") for line in lines]
 
 
 # -- reading the object ------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def _steps_line(steps: Sequence[Mapping[str, Any]], current: int | None, promoti
     parts = []
     for i, step in enumerate(steps):
         pause = step_pause(step)
-        text = f"{number(step.get('weight'))}% ({pause or 'until promoted'})"
+        text = f"{number(step.get('weight'))}%{_KEEP}({pause or 'until promoted'})".replace(" ", _KEEP)
         parts.append(f"[{text}]" if i == current and not promoting else text)
     parts.append("[100%]" if promoting else "100%")
     return " -> ".join(parts)
@@ -313,8 +315,8 @@ def _rollout(obj: Obj, status: Mapping[str, Any], ctx: _Context) -> list[str]:
         )
     ]
     spec = _dict(obj.get("spec"))
-    if kind == "Canary":
-        steps = steps_of(spec)
+    steps = steps_of(spec)
+    if kind == "Canary" and steps:
         index = int(rollout.get("stepIndex", 0))
         promoting = bool(rollout.get("promoting"))
         position = "promoting" if promoting else f"{min(index, len(steps) - 1) + 1}/{len(steps)}"
@@ -396,10 +398,17 @@ def _checks(status: Mapping[str, Any], ctx: _Context) -> list[str]:
     return lines
 
 
-def _rejected(status: Mapping[str, Any], ctx: _Context) -> list[str]:
+def requested_version(obj: Obj) -> str | None:
+    version = _dict(_dict(obj.get("spec")).get("model")).get("version")
+    return None if version is None else str(version)
+
+
+def _rejected(obj: Obj, status: Mapping[str, Any], ctx: _Context) -> list[str]:
     rejected = _dict(status.get("rejected"))
     if not rejected:
         return []
+    requested = requested_version(obj)
+    current = requested is None or rejected.get("version") == requested
     lines = [
         "",
         *field(
@@ -418,7 +427,10 @@ def _rejected(status: Mapping[str, Any], ctx: _Context) -> list[str]:
         )
     if rejected.get("query"):
         lines += field("Query", str(rejected["query"]), indent=2)
-    lines += field("Next", f"{ctx.command('retry')}  (or push a new version)", indent=2, wrap=False)
+    if current:
+        lines += field("Next", f"{ctx.command('retry')}  (or push a new version)", indent=2, wrap=False)
+    else:
+        lines += field("Note", f"the spec now asks for {requested}; this rejection no longer applies to it", indent=2)
     return lines
 
 
@@ -464,7 +476,7 @@ def render_status(obj: Obj, now: datetime | None = None) -> str:
         else:
             lines += ["", *field("State", "paused by spec.paused: no new rollout starts until it is set to false")]
     lines += _checks(status, ctx)
-    lines += _rejected(status, ctx)
+    lines += _rejected(obj, status, ctx)
     lines += _history(status, ctx)
     return "\n".join(lines) + "\n"
 

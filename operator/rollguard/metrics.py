@@ -22,3 +22,8 @@ QUERY_ERRORS = Counter("rollguard_prometheus_query_errors_total", "Prometheus qu
 BREAKER_OPEN = Gauge("rollguard_prometheus_circuit_open", "1 while the Prometheus circuit breaker is open")
 LEADER = Gauge("rollguard_leader", "1 while this process is the active operator")
 API_WRITES = Counter("rollguard_api_writes_total", "Write requests sent to the Kubernetes API", ["verb"])
+METRICS_AVAILABLE = Gauge(
+    "rollguard_metrics_available",
+    "1 while the ModelDeployment's MetricsAvailable condition is True, 0 while it is False (checks cannot be measured)",
+    ["namespace", "name"],
+)

@@ -106,6 +106,9 @@ def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, ev
     for phase in ("Pending", "Progressing", "Paused", "Promoting", "Ready", "RolledBack", "Failed", "Holding"):
         metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
     metrics.CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight)
+    available = next((c for c in status.conditions if c.type == "MetricsAvailable"), None)
+    if available is not None:
+        metrics.METRICS_AVAILABLE.labels(namespace, name).set(1 if available.status == "True" else 0)
     tracked = status.rollout.checks if status.rollout else status.watch.checks if status.watch else []
     for check in tracked:
         if check.value is not None:

@@ -42,7 +42,9 @@ def contains(live: Any, desired: Any) -> bool:
             and len(live) == len(desired)
             and all(contains(a, b) for a, b in zip(live, desired, strict=True))
         )
-    if isinstance(desired, (int, float)) and isinstance(live, (int, float)) and not isinstance(desired, bool):
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return type(live) is type(desired) and live == desired
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
         return float(live) == float(desired)
     return bool(live == desired)
 

@@ -231,10 +231,12 @@ def _apply_actions(p: _Pass) -> None:
             _release_hold(rollout)
             rollout.promoting = True
             rollout.step_started_at = p.now_iso
+            rollout.reason = "promoted fully by a user"
             p.event("Normal", "PromoteFull", f"version {rollout.target.version} promoted fully by a user")
         elif action.name == "promote" and rollout is not None and rollout.kind == "Canary":
             _release_hold(rollout)
             _advance(p, rollout, "promoted by a user")
+            rollout.reason = rollout.reason or "a step promoted by a user"
         elif action.name == "undo":
             _undo(p, action.argument)
         else:
