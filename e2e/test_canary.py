@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from e2e import md
@@ -217,12 +216,12 @@ def test_canary_worse_than_stable_by_the_relative_rule_is_rolled_back(
 
 
 def test_prometheus_outage_holds_the_canary_then_it_resumes(
-    control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+    own_prometheus: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
 ) -> None:
-    if not control_plane.owns_prometheus:
-        pytest.skip("the test Prometheus is not ours to stop (ROLLGUARD_E2E_PROMETHEUS_URL is set)")
+    control_plane = own_prometheus
     start_stable(control_plane, kube_api, namespace, canary("outage", "1.0.0"))
-    body = canary("outage", "1.1.0", steps=[{"weight": 50, "pause": {"duration": "6s"}}])
+    # The pause leaves time to stop Prometheus before the step could complete.
+    body = canary("outage", "1.1.0", steps=[{"weight": 50, "pause": {"duration": "15s"}}])
     md.apply(control_plane, namespace, body)
     md.wait_status(
         kube_api,
@@ -244,11 +243,11 @@ def test_prometheus_outage_holds_the_canary_then_it_resumes(
         )
         assert held["phase"] == "Progressing" and held["rollout"]["failures"] == 0, "cannot-measure is not a failure"
         step = held["rollout"]["stepIndex"]
-        # Hold for well past the step's pause: no promotion without measurements.
+        # Six rounds of 3s without Prometheus outlast the 15s pause: no promotion without measurements.
         wait_for(
-            lambda: md.status(kube_api, namespace, "outage")["rollout"]["consecutiveErrors"] >= 4,
-            60,
-            message="four more analysis rounds without Prometheus",
+            lambda: md.status(kube_api, namespace, "outage")["rollout"]["consecutiveErrors"] >= 6,
+            90,
+            message="six analysis rounds without Prometheus",
         )
         during = md.status(kube_api, namespace, "outage")
         assert during["rollout"]["stepIndex"] == step and during["rollout"]["failures"] == 0, during["rollout"]
@@ -310,10 +309,9 @@ def test_operator_killed_mid_canary_resumes_where_it_was(
 
 
 def test_apiserver_restart_mid_canary_is_survived(
-    control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+    own_control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
 ) -> None:
-    if not control_plane.owns_apiserver:
-        pytest.skip("the API server is not ours to stop (ROLLGUARD_E2E_KUBECONFIG is set)")
+    control_plane = own_control_plane
     start_stable(control_plane, kube_api, namespace, canary("apirestart", "1.0.0"))
     md.apply(
         control_plane, namespace, canary("apirestart", "1.1.0", steps=[{"weight": 50, "pause": {"duration": "8s"}}])

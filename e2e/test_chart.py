@@ -26,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from e2e import manifests, md, objects
+from e2e.chart_values import ALL_OPTIONAL_FEATURES
 from e2e.cluster import ControlPlane
 from e2e.rollguard_process import RollguardProcess
 from e2e.waiting import wait_for
@@ -34,16 +35,6 @@ CHART = md.REPO / "charts" / "rollguard"
 RELEASE, RELEASE_NS = "rollguard", "rollguard-system"
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
-ALL_FEATURES = [
-    "--set=replicas=2",
-    "--set=prometheus.url=https://prometheus.monitoring.svc:9090",
-    "--set=prometheus.tls.caSecret=prometheus-ca",
-    "--set=prometheus.auth.existingSecret=prometheus-auth",
-    "--set=prometheus.auth.type=basic",
-    "--set=serviceMonitor.enabled=true",
-    "--set=prometheusRule.enabled=true",
-    "--set=grafanaDashboard.enabled=true",
-]
 CANARY = {
     "strategy": {
         "type": "Canary",
@@ -117,7 +108,7 @@ def render(cp: ControlPlane, namespace: str, *values: str) -> list[dict[str, Any
 
 @pytest.mark.parametrize(
     "values",
-    [[], ["--set=watchNamespaces={WATCHED}"], ["--set=watchNamespaces={WATCHED}", *ALL_FEATURES]],
+    [[], ["--set=watchNamespaces={WATCHED}"], ["--set=watchNamespaces={WATCHED}", *ALL_OPTIONAL_FEATURES]],
     ids=["defaults", "watch-namespaces", "all-features"],
 )
 def test_rendered_chart_is_accepted_by_the_api_server(

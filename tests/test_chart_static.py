@@ -17,24 +17,14 @@ import pytest
 import yaml
 
 from e2e.binaries import cache_dir
+from e2e.chart_values import ALL_OPTIONAL_FEATURES, WATCHING
 from rollguard.api import crdgen
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "rollguard"
 Doc = dict[str, Any]
 
-WATCHING = ["--set=watchNamespaces={team-a,team-b}"]
-ALL_FEATURES = [
-    *WATCHING,
-    "--set=replicas=2",
-    "--set=prometheus.url=https://prometheus.monitoring.svc:9090",
-    "--set=prometheus.tls.caSecret=prometheus-ca",
-    "--set=prometheus.auth.existingSecret=prometheus-auth",
-    "--set=prometheus.auth.type=basic",
-    "--set=serviceMonitor.enabled=true",
-    "--set=prometheusRule.enabled=true",
-    "--set=grafanaDashboard.enabled=true",
-]
+ALL_FEATURES = [*WATCHING, *ALL_OPTIONAL_FEATURES]
 VARIANTS = {"defaults": [], "watch-namespaces": WATCHING, "all-features": ALL_FEATURES}
 
 
