@@ -22,6 +22,7 @@ from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import CheckResult, ModelDeploymentStatus
 from rollguard.core import actions, builders, clock, naming, plan
 from rollguard.core.analysis import Measurement, judge
+from rollguard.core.conditions import set_condition
 from rollguard.core.facts import Event
 from rollguard.core.rollout import Decision, Inputs, decide
 
@@ -102,6 +103,13 @@ def _children(owner: builders.Owner, spec: ModelDeploymentSpec, decision: Decisi
     return children
 
 
+def _tracked_checks(status: ModelDeploymentStatus) -> list[CheckResult]:
+    """The checks of the rollout in progress, else of the post-promotion watch."""
+    if status.rollout is not None:
+        return status.rollout.checks
+    return status.watch.checks if status.watch is not None else []
+
+
 def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, events: list[Event]) -> None:
     for phase in ("Pending", "Progressing", "Paused", "Promoting", "Ready", "RolledBack", "Failed", "Holding"):
         metrics.PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
@@ -109,7 +117,7 @@ def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, ev
     available = next((c for c in status.conditions if c.type == "MetricsAvailable"), None)
     if available is not None:
         metrics.METRICS_AVAILABLE.labels(namespace, name).set(1 if available.status == "True" else 0)
-    tracked = status.rollout.checks if status.rollout else status.watch.checks if status.watch else []
+    tracked = _tracked_checks(status)
     for check in tracked:
         if check.value is not None:
             metrics.CHECK_VALUE.labels(namespace, name, check.name).set(check.value)
@@ -174,7 +182,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
     if due is not None and ctx.prometheus is not None:
         subject, baseline = due
         planned = plan.render_all(spec, name, namespace, subject, baseline)
-        previous = status.rollout.checks if status.rollout else status.watch.checks if status.watch else []
+        previous = _tracked_checks(status)
         results = await _measure(ctx.prometheus, planned, previous, now_iso)
         for result in results:
             bound.info(
@@ -252,8 +260,6 @@ async def _invalid(
         f"spec.{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}" for issue in error.errors()[:5]
     )
     status = ModelDeploymentStatus.model_validate(old_status)
-    from rollguard.core.conditions import set_condition  # noqa: PLC0415
-
     now_iso = clock.iso(datetime.now(UTC))
     conditions = set_condition(status.conditions, "Stalled", "True", "InvalidSpec", problems, generation, now_iso)
     conditions = set_condition(conditions, "Ready", "False", "InvalidSpec", problems, generation, now_iso)
