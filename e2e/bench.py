@@ -40,8 +40,7 @@ def bench_decide(passes: int = 2000) -> dict[str, Any]:
         decision = decide(Inputs("bench", "ns", 1, spec, status, {}, revisions, datetime.now(UTC)))
         status = decision.status
         revisions = {
-            w.ref.revision: RevisionObserved(w.ref.revision, w.replicas or 0, w.replicas or 0)
-            for w in decision.workloads
+            w.ref.revision: RevisionObserved(w.ref.revision, w.replicas, w.replicas) for w in decision.workloads
         }
     seconds = time.perf_counter() - started
     return {

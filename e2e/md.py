@@ -63,6 +63,17 @@ def condition(api: client.ApiClient, namespace: str, name: str, type_: str) -> d
     return next((c for c in status(api, namespace, name).get("conditions", []) if c["type"] == type_), None)
 
 
+def has_condition(status: dict[str, Any], type_: str, value: str = "True") -> bool:
+    """True when status.conditions holds `type_` with status `value`."""
+    return any(c["type"] == type_ and c["status"] == value for c in status.get("conditions", []))
+
+
+def serving(api: client.ApiClient, namespace: str, name: str, version: str) -> bool:
+    """`version` serves and Ready=True (what `kubectl wait --for=condition=Ready` sees)."""
+    current = status(api, namespace, name)
+    return current.get("servingVersion") == version and has_condition(current, "Ready")
+
+
 def wait_status(
     api: client.ApiClient, namespace: str, name: str, predicate: Any, timeout: float, message: str
 ) -> dict[str, Any]:

@@ -50,16 +50,10 @@ def canary(
     )
 
 
-def serving(api: client.ApiClient, namespace: str, name: str, version: str) -> bool:
-    status = md.status(api, namespace, name)
-    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-    return status.get("servingVersion") == version and ready.get("status") == "True"
-
-
 def start_stable(cp: Any, api: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
     md.apply(cp, namespace, body)
     version = body["spec"]["model"]["version"]
-    wait_for(lambda: serving(api, namespace, body["metadata"]["name"], version), 60, message=f"{version} serving")
+    wait_for(lambda: md.serving(api, namespace, body["metadata"]["name"], version), 60, message=f"{version} serving")
 
 
 def rolled_back(api: client.ApiClient, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
@@ -91,7 +85,7 @@ def test_healthy_canary_walks_every_step_and_is_promoted_without_restarts(
             namespace, label_selector="rollguard.io/model-deployment=healthy,rollguard.io/version=1.1.0"
         )
         canary_pods.update({p.metadata.name: p.metadata.uid for p in pods.items if not p.metadata.deletion_timestamp})
-        return serving(kube_api, namespace, "healthy", "1.1.0")
+        return md.serving(kube_api, namespace, "healthy", "1.1.0")
 
     wait_for(promoted, 120, interval=0.3, message="1.1.0 promoted after every step")
     assert seen_steps == {0, 1}, f"the canary should hold at every step, saw steps {sorted(seen_steps)}"
@@ -237,7 +231,7 @@ def test_prometheus_outage_holds_the_canary_then_it_resumes(
             kube_api,
             namespace,
             "outage",
-            lambda s: any(c["type"] == "MetricsAvailable" and c["status"] == "False" for c in s.get("conditions", [])),
+            lambda s: md.has_condition(s, "MetricsAvailable", "False"),
             30,
             "MetricsAvailable=False while Prometheus is down",
         )
@@ -254,7 +248,7 @@ def test_prometheus_outage_holds_the_canary_then_it_resumes(
         assert during.get("servingVersion") == "1.0.0" and not during["rollout"].get("promoting")
     finally:
         control_plane.start_prometheus()
-    wait_for(lambda: serving(kube_api, namespace, "outage", "1.1.0"), 90, message="promoted once metrics returned")
+    wait_for(lambda: md.serving(kube_api, namespace, "outage", "1.1.0"), 90, message="promoted once metrics returned")
     assert any(e.reason == "MetricsUnavailable" for e in md.events(kube_api, namespace, "outage"))
 
 
@@ -273,7 +267,7 @@ def test_new_version_pushed_mid_canary_starts_over(
         "1.1.0 canary at its step",
     )
     md.apply(control_plane, namespace, canary("pushed", "1.2.0", steps=[{"weight": 50, "pause": {"duration": "3s"}}]))
-    wait_for(lambda: serving(kube_api, namespace, "pushed", "1.2.0"), 90, message="1.2.0 promoted")
+    wait_for(lambda: md.serving(kube_api, namespace, "pushed", "1.2.0"), 90, message="1.2.0 promoted")
     outcomes = [(h["version"], h["outcome"]) for h in md.status(kube_api, namespace, "pushed")["history"]]
     assert ("1.1.0", "Superseded") in outcomes and outcomes[-1] == ("1.2.0", "Promoted"), outcomes
     assert "1.1.0" not in md.ready_pods_by_version(kube_api, namespace, "pushed"), "the abandoned canary is gone"
@@ -326,7 +320,7 @@ def test_apiserver_restart_mid_canary_is_survived(
     )
     control_plane.stop_apiserver()
     control_plane.start_apiserver()
-    wait_for(lambda: serving(kube_api, namespace, "apirestart", "1.1.0"), 120, message="promoted after the restart")
+    wait_for(lambda: md.serving(kube_api, namespace, "apirestart", "1.1.0"), 120, message="promoted after the restart")
 
 
 def test_stable_version_degrading_after_promotion_is_rolled_back_to_known_good(
@@ -335,7 +329,7 @@ def test_stable_version_degrading_after_promotion_is_rolled_back_to_known_good(
     watch = {"postPromotion": {"duration": "10m"}}
     start_stable(control_plane, kube_api, namespace, canary("decay", "1.0.0", **watch))
     md.apply(control_plane, namespace, canary("decay", "2.0.0", **watch))
-    wait_for(lambda: serving(kube_api, namespace, "decay", "2.0.0"), 90, message="2.0.0 promoted")
+    wait_for(lambda: md.serving(kube_api, namespace, "decay", "2.0.0"), 90, message="2.0.0 promoted")
     md.wait_status(
         kube_api, namespace, "decay", lambda s: (s.get("watch") or {}).get("lastVerdict") == "Passed", 30, "watching"
     )
@@ -417,7 +411,7 @@ def test_gateway_api_route_weights_follow_the_steps(
     control_plane.kubectl(
         "annotate", "-n", namespace, "md/routed", "--overwrite", "rollguard.io/promote=done", check=True
     )
-    wait_for(lambda: serving(kube_api, namespace, "routed", "1.1.0"), 60, message="1.1.0 promoted")
+    wait_for(lambda: md.serving(kube_api, namespace, "routed", "1.1.0"), 60, message="1.1.0 promoted")
     wait_for(weights, 30, message="route at 100/0 after promotion", until=lambda w: w["routed-stable"] == 100)
     stable_service = client.CoreV1Api(kube_api).read_namespaced_service("routed-stable", namespace)
     promoted = md.status(kube_api, namespace, "routed")["stable"]["revision"]

@@ -234,15 +234,6 @@ def _route(name: str) -> dict[str, Any]:
     }
 
 
-def _serving(api: client.ApiClient, namespace: str, name: str, version: str) -> Callable[[], bool]:
-    def check() -> bool:
-        status = md.status(api, namespace, name)
-        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-        return status.get("servingVersion") == version and ready.get("status") == "True"
-
-    return check
-
-
 def _forbidden_lines(process: RollguardProcess) -> list[str]:
     text = process.log_file.read_text(errors="replace")
     return [line[:300] for line in text.splitlines() if "Forbidden" in line or "status=403" in line]
@@ -261,11 +252,11 @@ def test_operator_with_the_chart_rbac_promotes_and_rolls_back(
 
     started = time.monotonic()
     md.apply(control_plane, ns, md.manifest(name, "1.0.0", 2, **CANARY))
-    wait_for(_serving(kube_api, ns, name, "1.0.0"), 90, message="1.0.0 serving under the chart's RBAC")
+    wait_for(lambda: md.serving(kube_api, ns, name, "1.0.0"), 90, message="1.0.0 serving under the chart's RBAC")
 
     md.apply(control_plane, ns, md.manifest(name, "1.1.0", 2, **CANARY))
     wait_for(weights, 60, message="canary at 50%", until=lambda w: w == {f"{name}-stable": 50, f"{name}-canary": 50})
-    wait_for(_serving(kube_api, ns, name, "1.1.0"), 90, message="healthy canary 1.1.0 promoted")
+    wait_for(lambda: md.serving(kube_api, ns, name, "1.1.0"), 90, message="healthy canary 1.1.0 promoted")
     wait_for(weights, 30, message="all traffic on stable", until=lambda w: w[f"{name}-stable"] == 100)
     promoted_at = time.monotonic()
 
@@ -375,7 +366,7 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over(
     wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
     b = replica("rollguard-b")
     md.apply(control_plane, namespace, md.manifest("led", "1.0.0", 2, strategy={"type": "Rolling"}))
-    wait_for(_serving(kube_api, namespace, "led", "1.0.0"), 60, message="the leader rolls 1.0.0 out")
+    wait_for(lambda: md.serving(kube_api, namespace, "led", "1.0.0"), 60, message="the leader rolls 1.0.0 out")
     for _ in range(6):  # across several renewals
         leaders = (a.metric("rollguard_leader"), b.metric("rollguard_leader"))
         assert leaders == (1, 0), f"exactly one replica leads (a, b) = {leaders}"
@@ -389,7 +380,7 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over(
     print(f"takeover {time.monotonic() - killed:.1f}s after the leader was killed")
     assert _lease_holder(kube_api, namespace) == "rollguard-b"
     md.apply(control_plane, namespace, md.manifest("led", "1.1.0", 2, strategy={"type": "Rolling"}))
-    wait_for(_serving(kube_api, namespace, "led", "1.1.0"), 60, message="the new leader rolls 1.1.0 out")
+    wait_for(lambda: md.serving(kube_api, namespace, "led", "1.1.0"), 60, message="the new leader rolls 1.1.0 out")
 
     # Someone else takes the Lease (as after a long network partition): b must stop acting, at once.
     client.CoordinationV1Api(kube_api).patch_namespaced_lease(

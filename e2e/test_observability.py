@@ -156,20 +156,14 @@ def observed(
         core.delete_namespace(namespace)
 
 
-def _serving(api: client.ApiClient, namespace: str, name: str, version: str) -> bool:
-    status = md.status(api, namespace, name)
-    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-    return status.get("servingVersion") == version and ready.get("status") == "True"
-
-
 def _run_canaries(cp: ControlPlane, api: client.ApiClient, ns: str) -> None:
     md.apply(cp, ns, canary("scored", "1.0.0", ERROR_RATE))
     md.apply(cp, ns, canary("blind", "1.0.0", BROKEN))
-    wait_for(lambda: _serving(api, ns, "scored", "1.0.0"), 60, message="scored 1.0.0 serving")
-    wait_for(lambda: _serving(api, ns, "blind", "1.0.0"), 60, message="blind 1.0.0 serving")
+    wait_for(lambda: md.serving(api, ns, "scored", "1.0.0"), 60, message="scored 1.0.0 serving")
+    wait_for(lambda: md.serving(api, ns, "blind", "1.0.0"), 60, message="blind 1.0.0 serving")
     md.apply(cp, ns, canary("scored", "1.1.0", ERROR_RATE))
     md.apply(cp, ns, canary("blind", "1.1.0", BROKEN))
-    wait_for(lambda: _serving(api, ns, "scored", "1.1.0"), 90, message="healthy canary 1.1.0 promoted")
+    wait_for(lambda: md.serving(api, ns, "scored", "1.1.0"), 90, message="healthy canary 1.1.0 promoted")
     md.apply(cp, ns, canary("scored", "2.0.0", ERROR_RATE, env={"SIMULATED_ERROR_RATE": "0.3"}))
     md.wait_phase(api, ns, "scored", "RolledBack", timeout=90)
     wait_for(

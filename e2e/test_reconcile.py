@@ -217,7 +217,7 @@ def test_operator_judged_mistake_stalls_and_keeps_serving(
         kube_api,
         namespace,
         "judged",
-        lambda s: any(c["type"] == "Stalled" and c["status"] == "True" for c in s.get("conditions", [])),
+        lambda s: md.has_condition(s, "Stalled"),
         30,
         "Stalled=True for decreasing canary weights",
     )

@@ -173,7 +173,8 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
     router = HTTPRouteRouter(kube)
     canary = spec.strategy.canary
     route_name = canary.traffic_routing.http_route.name if canary and canary.traffic_routing.http_route else None
-    route_missing = bool(route_name) and await kube.run(router.get, namespace, route_name) is None
+    route = await kube.run(router.get, namespace, route_name) if route_name else None
+    route_missing = bool(route_name) and route is None
     now = datetime.now(UTC)
     now_iso = clock.iso(now)
     paused = spec.paused or actions.paused_by_annotation(meta.get("annotations") or {})
@@ -224,13 +225,13 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.run(kube.delete_if_exists, "policy/v1", "PodDisruptionBudget", namespace, name)
         if spec.autoscaling is None:
             await kube.run(kube.delete_if_exists, "autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
-        if route_name and decision.route_weights is not None and not route_missing:
+        if route is not None and decision.route_weights is not None:
             stable_weight, canary_weight = decision.route_weights
             weights = {
                 naming.role_service_name(name, "stable"): stable_weight,
                 naming.role_service_name(name, "canary"): canary_weight,
             }
-            await kube.run(router.set_weights, namespace, route_name, weights)
+            await kube.run(router.set_weights, route, weights)
     new_status = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     patch = merge_patch(old_status, new_status)
     if patch is not None:

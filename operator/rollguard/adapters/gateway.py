@@ -30,11 +30,9 @@ class HTTPRouteRouter:
                 return None
             raise
 
-    def set_weights(self, namespace: str, name: str, weights: dict[str, int]) -> bool:
-        """Sets backendRef weights by Service name; returns whether it wrote."""
-        route = self.get(namespace, name)
-        if route is None:
-            return False
+    def set_weights(self, route: dict[str, Any], weights: dict[str, int]) -> bool:
+        """Sets backendRef weights (by Service name) on the route as read this pass; returns whether it wrote."""
+        namespace, name = route["metadata"]["namespace"], route["metadata"]["name"]
         operations = []
         for rule_index, rule in enumerate(route.get("spec", {}).get("rules", [])):
             for ref_index, ref in enumerate(rule.get("backendRefs", [])):

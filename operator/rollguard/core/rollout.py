@@ -50,10 +50,10 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Workload:
-    """A revision the cluster should run, and with how many replicas (None: the autoscaler decides)."""
+    """A revision the cluster should run, and with how many replicas (with an HPA: its current count)."""
 
     ref: RevisionRef
-    replicas: int | None
+    replicas: int
     role: Literal["stable", "canary"]
 
 

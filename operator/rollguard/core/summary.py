@@ -68,7 +68,7 @@ def summarize(
     previous_stalled = get_condition(conditions, "Stalled")
     stable, rollout = status.stable, status.rollout
     stable_seen = revisions.get(stable.revision) if stable else None
-    stable_ready = bool(stable_seen and stable_seen.ready >= base_replicas and base_replicas >= 0)
+    stable_ready = bool(stable_seen and stable_seen.ready >= base_replicas)
     rejected = status.rejected if status.rejected and status.rejected.revision == desired.revision else None
 
     ready: tuple[Truth, str, str]
