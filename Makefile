@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONPATH := operator:.
 
-.PHONY: deps demo test unit e2e bench crds lint clean control-plane
+.PHONY: deps demo test unit e2e bench crds lint clean control-plane fuzz image
 
 $(BIN)/python: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,16 +23,21 @@ demo: deps control-plane ## the operator on the local control plane, a model rol
 	$(BIN)/python -m e2e.demo
 
 test: deps control-plane lint ## every test: unit, then e2e against the real control plane
+	bash e2e/build-prometheus-k8s-sd.sh >/dev/null
 	$(BIN)/python -m pytest tests e2e -q -p no:cacheprovider
 
 unit: $(BIN)/python
 	$(BIN)/python -m pytest tests -q
 
 e2e: deps control-plane
+	bash e2e/build-prometheus-k8s-sd.sh >/dev/null
 	$(BIN)/python -m pytest e2e -q
 
 bench: deps control-plane ## benchmarks: reconcile cost and rollback latency, written to bench-results/
 	$(BIN)/python -m e2e.bench
+
+fuzz: deps control-plane ## the long fuzz run: thousands of manifests against the real API server (e2e/test_fuzz.py)
+	ROLLGUARD_FUZZ_EXAMPLES=$${ROLLGUARD_FUZZ_EXAMPLES:-5000} $(BIN)/python -m pytest e2e/test_fuzz.py -q -s -p no:cacheprovider
 
 crds: $(BIN)/python ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/python -m rollguard.api.crdgen
@@ -43,6 +48,10 @@ lint: $(BIN)/python
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	$$(bash tools/build-go-tools.sh actionlint) -color=false .github/workflows/*.yml
+
+image: ## the operator image, built with podman (no Docker engine), tagged localhost/rollguard:dev
+	bash tools/image/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,28 +1,37 @@
-"""`make bench`: speed and scale, measured against the real control plane (never asserted in tests).
+"""`make bench`: cost and latency at scale, measured on the real control plane (never asserted in tests).
+
+    python -m e2e.bench                                  # smoke: 10 objects, 30 s idle, no Argo
+    python -m e2e.bench --sizes 100,300,1000 --idle-minutes 5 --canaries 50 --delete 100 --argo
 
   decide           pure decide() passes per second (no cluster)
-  time-to-ready    N ModelDeployments applied at once until all are Ready
-  steady-state     reconcile pass duration and API writes over a minute with N unchanged objects
-  rollback         seconds from a canary's error rate crossing its limit to stable taking all traffic
+  per N in sizes   N created at once → all Ready, RSS; idle window: requests and writes by the
+                   operator's identity counted at the API server (audit log), CPU from /proc;
+                   spec change → new canary Deployment seen by a watch, p50/p99
+  canaries         half bad (30% errors), interval 3 s: canary pod Ready → status.rejected p50/p95,
+                   good ones rolled back, Prometheus queries/s (its own /metrics) vs checks due/s
+  delete           a namespace holding M ModelDeployments: time until gone, operator error lines
+  outage           Prometheus stopped 60 s under a canary: promoted during the outage?
+  --argo           idle, rollback and outage with Argo Rollouts (built from its Go module) on a
+                   second control plane, and rollguard/Argo ratios
 
-Results go to bench-results/<name>.json and a table on stdout.
+Results: bench-results/bench.json, bench.md (the table) and bench.png (cost and latency against N).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2e import md
+from e2e import bench_argo, bench_report, bench_rollguard, md
+from e2e.bench_probes import machine_facts
 from e2e.cluster import ControlPlane
-from e2e.rollguard_process import RollguardProcess
-from e2e.waiting import wait_for
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import ModelDeploymentStatus
 from rollguard.core.facts import RevisionObserved
@@ -50,106 +59,95 @@ def bench_decide(passes: int = 2000) -> dict[str, Any]:
     }
 
 
-def ready_count(cp: ControlPlane, namespace: str, names: list[str]) -> int:
-    api = cp.api_client()
-    return sum(1 for n in names if (md.condition(api, namespace, n, "Ready") or {}).get("status") == "True")
+def operator_code() -> str:
+    """Which operator code ran: polling (kopf timers) or event-driven, and the tree's commit."""
+    handlers = (md.REPO / "operator" / "rollguard" / "handlers.py").read_text()
+    kind = "polling (kopf.timer resync)" if "kopf.timer" in handlers else "event-driven (no kopf.timer)"
+    head = subprocess.run(
+        ["git", "-C", str(md.REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(md.REPO), "status", "--porcelain", "--", "operator"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{kind}, {head or '?'}{' + uncommitted operator changes' if dirty else ''}"
 
 
-def bench_cluster(cp: ControlPlane, count: int, rollbacks: int) -> dict[str, Any]:
-    namespace = "bench"
-    cp.kubectl("create", "namespace", namespace)
-    md.install_crd(cp)
-    operator = RollguardProcess(cp.kubeconfig, cp.log_dir / "rollguard-bench.log", [namespace], cp.prometheus_url)
-    operator.start()
-    results: dict[str, Any] = {}
-    try:
-        names = [f"model-{i:03d}" for i in range(count)]
-        started = time.monotonic()
-        for name in names:
-            md.apply(cp, namespace, md.manifest(name, replicas=2, strategy={"type": "Rolling"}))
-        wait_for(lambda: ready_count(cp, namespace, names) == count, 600, interval=1, message="all Ready")
-        results["time_to_ready"] = {"models": count, "seconds_until_all_ready": round(time.monotonic() - started, 1)}
+def fresh_control_plane(state: Path, audit_user: str) -> ControlPlane:
+    shutil.rmtree(state, ignore_errors=True)  # old etcd data would not match new tokens
+    cp = ControlPlane(state)
+    cp.audit_users = [audit_user]
+    return cp
 
-        writes_before = operator.metric("rollguard_api_writes_total")
-        passes_before = operator.metric("rollguard_reconcile_duration_seconds_count")
-        seconds_before = operator.metric("rollguard_reconcile_duration_seconds_sum")
-        window = 60.0
-        time.sleep(window)  # a measurement window, not a wait for a condition
-        passes = operator.metric("rollguard_reconcile_duration_seconds_count") - passes_before
-        results["steady_state"] = {
-            "models": count,
-            "window_seconds": window,
-            "reconcile_passes": int(passes),
-            "mean_pass_ms": round(
-                (operator.metric("rollguard_reconcile_duration_seconds_sum") - seconds_before) / max(passes, 1) * 1000,
-                1,
-            ),
-            "api_writes": int(operator.metric("rollguard_api_writes_total") - writes_before),
-        }
-        results["rollback"] = bench_rollbacks(cp, namespace, rollbacks)
-    finally:
-        operator.stop()
+
+def run(args: argparse.Namespace, out: Path, state_root: Path) -> dict[str, Any]:
+    """Every scenario the arguments ask for; writes bench.json, bench.md and bench.png into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = sorted({int(s) for s in args.sizes.split(",")}) if args.sizes else [args.objects]
+    results: dict[str, Any] = {
+        "machine": machine_facts(),
+        "operator_code": operator_code(),
+        "arguments": vars(args),
+        "decide": bench_decide(200 if sizes[-1] < 50 else 2000),
+    }
+    started = time.monotonic()
+    with fresh_control_plane(state_root / "rollguard", bench_rollguard.OPERATOR_USER) as cp:
+        results["rollguard"] = bench_rollguard.run(
+            cp,
+            sizes,
+            idle_seconds=args.idle_minutes * 60,
+            idle_seconds_small=args.small_idle_minutes * 60,
+            spec_changes=args.spec_changes,
+            canary_count=args.canaries,
+            delete_count=args.delete,
+            outage_seconds=args.outage_seconds,
+            log=lambda line: print(line, flush=True),
+        )
+    if args.argo:
+        with fresh_control_plane(state_root / "argo", bench_argo.ARGO_USER) as cp:
+            results["argo"] = bench_argo.run(
+                cp,
+                args.argo_objects or sizes[-1],
+                idle_seconds=args.idle_minutes * 60,
+                bad=args.argo_rollbacks,
+                outage_seconds=args.outage_seconds or 60,
+                log=lambda line: print(line, flush=True),
+            )
+    results["machine_after"] = machine_facts()
+    results["seconds"] = round(time.monotonic() - started)
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "bench.md").write_text(bench_report.markdown(results))
+    bench_report.plot(results, out / "bench.png")
     return results
 
 
-def bench_rollbacks(cp: ControlPlane, namespace: str, runs: int) -> dict[str, Any]:
-    api = cp.api_client()
-    samples = []
-    for run in range(runs):
-        name = f"rollback-{run}"
-        analysis = {
-            "interval": "3s",
-            "failureLimit": 0,
-            "metrics": [{"name": "error-rate", "template": "error-rate", "thresholdRange": {"max": 0.05}}],
-        }
-        strategy = {"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": {"duration": "30s"}}]}}
-        md.apply(cp, namespace, md.manifest(name, replicas=2, strategy=strategy, analysis=analysis))
-        wait_for(
-            lambda n=name: (md.condition(api, namespace, n, "Ready") or {}).get("status") == "True",
-            60,
-            message=f"{name} Ready",
-        )
-        bad = md.manifest(
-            name, version="2.0.0", replicas=2, env={"SIMULATED_ERROR_RATE": "0.3"}, strategy=strategy, analysis=analysis
-        )
-        md.apply(cp, namespace, bad)
-        crossed = wait_for(
-            lambda n=name: md.ready_pods_by_version(api, namespace, n).get("2.0.0") and time.monotonic(),
-            60,
-            interval=0.1,
-            message="canary ready",
-        )
-        wait_for(
-            lambda n=name: set(md.ready_pods_by_version(api, namespace, n)) == {"1.0.0"},
-            60,
-            interval=0.1,
-            message="stable only",
-        )
-        samples.append(time.monotonic() - crossed)
-    return {
-        "runs": runs,
-        "analysis_interval_seconds": 3,
-        "seconds_min": round(min(samples), 2),
-        "seconds_median": round(statistics.median(samples), 2),
-        "seconds_max": round(max(samples), 2),
-    }
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--objects", type=int, default=10, help="ModelDeployments (when --sizes is not given)")
+    p.add_argument("--sizes", default="", help="comma-separated numbers of objects, measured in turn: 100,300,1000")
+    p.add_argument("--idle-minutes", type=float, default=0.5, help="idle window at the largest size")
+    p.add_argument("--small-idle-minutes", type=float, default=0.5, help="idle window at the smaller sizes")
+    p.add_argument("--spec-changes", type=int, default=5, help="spec changes timed at each size")
+    p.add_argument("--canaries", type=int, default=4, help="canaries at once (half bad), among the largest size")
+    p.add_argument("--delete", type=int, default=5, help="ModelDeployments in the namespace deleted")
+    p.add_argument("--outage-seconds", type=float, default=0, help="Prometheus outage under a canary (0: skipped)")
+    p.add_argument("--argo", action="store_true", help="also run Argo Rollouts side by side")
+    p.add_argument(
+        "--argo-objects", type=int, default=0, help="Rollouts for Argo's idle window (default: largest size)"
+    )
+    p.add_argument("--argo-rollbacks", type=int, default=10, help="bad Argo canaries timed")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=50)
-    parser.add_argument("--rollbacks", type=int, default=3)
-    args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    results: dict[str, Any] = {"decide": bench_decide()}
-    state = Path.home() / ".cache" / "rollguard" / "run" / "bench"
-    with ControlPlane(state) as cp:
-        results.update(bench_cluster(cp, args.models, args.rollbacks))
-    results["when"] = datetime.now(UTC).isoformat(timespec="seconds")
-    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    for name, values in results.items():
-        print(f"{name:<14} {values}")
-    print(f"\nwritten to {RESULTS / 'bench.json'}")
+    args = parser().parse_args()
+    results = run(args, args.out, Path.home() / ".cache" / "rollguard" / "run" / "bench")
+    print()
+    print((args.out / "bench.md").read_text())
+    print(f"written to {args.out}/bench.json, bench.md, bench.png ({results['seconds']} s)")
     return 0
 
 

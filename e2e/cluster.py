@@ -56,6 +56,9 @@ CONTROLLERS = (
     "endpointslice-controller",
     "root-ca-certificate-publisher-controller",
 )
+# The harness's own clients of the apiserver, restarted with it (see ControlPlane.start_apiserver).
+APISERVER_CLIENTS = ("kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENT_PORT_KEYS = {"kube-controller-manager": "kcm", "kube-scheduler": "scheduler"}
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
 
@@ -125,6 +128,8 @@ class ControlPlane:
         self.admin_token: str | None = None
         self.nobody_token: str | None = None
         self._api: client.ApiClient | None = None
+        # Users whose requests the apiserver writes to audit.log (set before start; `make bench` counts them).
+        self.audit_users: list[str] = []
 
     @classmethod
     def from_environment(cls, state_dir: Path, *, detached: bool = False) -> ControlPlane:
@@ -261,6 +266,7 @@ class ControlPlane:
         )
         self.processes[name] = proc
         proc.start()
+        self._persist()
         return proc
 
     def _wait_ready(self, proc: ManagedProcess, what: str, probe: Callable[[], bool], timeout: float) -> None:
@@ -371,9 +377,29 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
                 "--endpoint-reconciler-type=none",  # nothing in-cluster dials the apiserver; avoids loopback-IP errors
+                *self._audit_args(),
             ],
         )
         self._wait_ready(proc, f"{self.api_url}/readyz answers 200", self._apiserver_ready, APISERVER_TIMEOUT)
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log_dir / "audit.log"
+
+    def _audit_args(self) -> list[str]:
+        """Audit at level Metadata, once per request (ResponseComplete), for ``audit_users`` only."""
+        if not self.audit_users:
+            return []
+        policy = manifests.write_yaml(
+            self.state_dir / "audit-policy.yaml",
+            {
+                "apiVersion": "audit.k8s.io/v1",
+                "kind": "Policy",
+                "omitStages": ["RequestReceived", "ResponseStarted"],
+                "rules": [{"level": "Metadata", "users": list(self.audit_users)}, {"level": "None"}],
+            },
+        )
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-maxbackup=0"]
 
     def _start_component(self, binary: str, port_key: str, extra: list[str]) -> None:
         port = self.ports[port_key]
@@ -393,6 +419,10 @@ class ControlPlane:
                 *extra,
             ],
         )
+        self._wait_component_healthy(proc, port_key)
+
+    def _wait_component_healthy(self, proc: ManagedProcess, port_key: str) -> None:
+        port = self.ports[port_key]
         self._wait_ready(
             proc,
             f"https://127.0.0.1:{port}/healthz answers 200",
@@ -464,36 +494,43 @@ class ControlPlane:
     def _targets_file(self) -> Path:
         return self.state_dir / "scrape-targets.json"
 
-    def _read_scrape_targets(self) -> dict[str, list[str]]:
+    def _read_scrape_targets(self) -> dict[str, dict[str, Any]]:
+        """file_sd groups by job: {"targets": [...], "labels": {"job": job, ...}}."""
         try:
             groups = json.loads(self._targets_file.read_text())
         except FileNotFoundError:
             return {}
-        return {g["labels"]["job"]: list(g["targets"]) for g in groups}
+        return {g["labels"]["job"]: g for g in groups}
 
-    def _write_scrape_targets(self, targets: dict[str, list[str]]) -> None:
-        groups = [{"targets": addrs, "labels": {"job": job}} for job, addrs in sorted(targets.items())]
+    def _write_scrape_targets(self, groups: dict[str, dict[str, Any]]) -> None:
         tmp = self._targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups, indent=2))
+        tmp.write_text(json.dumps([groups[job] for job in sorted(groups)], indent=2))
         tmp.replace(self._targets_file)  # atomic: Prometheus never reads half a file
 
-    def add_scrape_target(self, job: str, address: str) -> None:
-        """Have Prometheus scrape ``http://<address>/metrics`` as ``job`` (picked up within seconds)."""
+    def add_scrape_target(self, job: str, address: str, labels: dict[str, str] | None = None) -> None:
+        """Have Prometheus scrape ``http://<address>/metrics`` as ``job`` (picked up within seconds).
+
+        ``labels`` are attached to every series of the job's targets, as a cluster's service
+        discovery would attach ``namespace`` and ``pod`` (the target's own labels win only when
+        it exports them itself: the scrape config honours labels, for the simulator).
+        """
         if not self.owns_prometheus:
             raise ControlPlaneError(
                 f"{ENV_PROMETHEUS_URL} is set, so the harness does not manage that Prometheus: "
                 f"configure it to scrape {address} (job {job}) yourself"
             )
-        targets = self._read_scrape_targets()
-        if address not in targets.setdefault(job, []):
-            targets[job].append(address)
-        self._write_scrape_targets(targets)
-        log.info("Prometheus will scrape %s as job %s", address, job)
+        groups = self._read_scrape_targets()
+        group = groups.setdefault(job, {"targets": [], "labels": {"job": job}})
+        group["labels"].update(labels or {})
+        if address not in group["targets"]:
+            group["targets"].append(address)
+        self._write_scrape_targets(groups)
+        log.info("Prometheus will scrape %s as job %s %s", address, job, labels or "")
 
     def remove_scrape_target(self, job: str) -> None:
-        targets = self._read_scrape_targets()
-        if targets.pop(job, None) is not None:
-            self._write_scrape_targets(targets)
+        groups = self._read_scrape_targets()
+        if groups.pop(job, None) is not None:
+            self._write_scrape_targets(groups)
 
     def _start_prometheus_process(self) -> None:
         config_file = manifests.write_yaml(
@@ -557,11 +594,62 @@ class ControlPlane:
         """Stop kube-apiserver (SIGTERM). etcd keeps the data; ``start_apiserver()`` brings it back."""
         self._own("kube-apiserver").stop()
 
-    def start_apiserver(self, timeout: float = APISERVER_TIMEOUT) -> None:
-        """Start kube-apiserver again on the same port with the same etcd; wait for /readyz."""
+    def start_apiserver(self, timeout: float = APISERVER_TIMEOUT, *, restart_clients: bool = True) -> None:
+        """Start kube-apiserver again on the same port with the same etcd; wait for /readyz.
+
+        Then, unless ``restart_clients`` is False, restart the harness's own clients of it
+        (kube-controller-manager, kube-scheduler, kwok), as a cluster's static pods would be. Why:
+        client-go backs off each informer's failed watch independently (0.8 s doubling to 30 s,
+        times up to 2 for jitter, reset only after 2 min), so after an outage of ~20 s one informer
+        can stay blind for up to a minute: kcm's ReplicaSet controller did not see a scale-up, and
+        (StaleControllerConsistency, on by default in 1.36) refused to sync a ReplicaSet until its
+        informer had seen the version it last wrote: "read version: X is not as new as written
+        version: Y". ReplicaSet status froze for over 20 s after a 25 s outage (measured), and a
+        canary's promotion hit its progress deadline; kwok likewise left new pods unready. Fresh
+        processes list at once.
+        """
         proc = self._own("kube-apiserver")
         proc.start()
+        self._persist()
         self._wait_ready(proc, f"{self.api_url}/readyz answers 200 again", self._apiserver_ready, timeout)
+        if restart_clients:
+            self.restart_apiserver_clients()
+
+    def restart_apiserver_clients(self) -> None:
+        """Restart kube-controller-manager, kube-scheduler and kwok; wait until they serve again."""
+        clients = [name for name in APISERVER_CLIENTS if name in self.processes]
+        for name in clients:
+            self.processes[name].stop()
+        if "kwok" in clients:
+            self._release_node_leases()
+        for name in clients:
+            proc = self.processes[name]
+            proc.start()
+            self._persist()
+            if name in COMPONENT_PORT_KEYS:
+                self._wait_component_healthy(proc, COMPONENT_PORT_KEYS[name])
+        if "kwok" in clients:
+            self.wait_for_nodes_ready()
+
+    def _release_node_leases(self) -> None:
+        """Clear the stopped kwok's hold on the node Leases.
+
+        kwok names itself hostname_<random uuid> at each start and takes a Lease over only once
+        the old holder's has expired (40 s): by then the node-lifecycle controller had marked both
+        Nodes, and so every pod, NotReady, and a promotion never completed.
+        """
+        coordination = client.CoordinationV1Api(self.api)
+        for name, _ in NODES:
+            try:
+                coordination.patch_namespaced_lease(
+                    name,
+                    "kube-node-lease",
+                    {"spec": {"holderIdentity": None}},
+                    _content_type="application/merge-patch+json",
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    raise
 
     def stop_prometheus(self) -> None:
         self._own("prometheus").stop()
@@ -570,6 +658,7 @@ class ControlPlane:
         """Start Prometheus again on the same port and data dir; wait for /-/ready."""
         proc = self._own("prometheus")
         proc.start()
+        self._persist()
         self._wait_ready(
             proc,
             f"{self.prometheus_url}/-/ready answers 200 again",
@@ -600,6 +689,7 @@ class ControlPlane:
         else:
             proc.stop()
         proc.start()
+        self._persist()
         return proc
 
     # ---- extras ----------------------------------------------------------------------------
@@ -610,17 +700,41 @@ class ControlPlane:
         # Server-side: the HTTPRoute CRD is too big for client-side apply's last-applied annotation.
         self.kubectl("apply", "--server-side", "--force-conflicts", *[f"--filename={f}" for f in files], check=True)
         names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"--timeout={timeout:.0f}s",
-            *[f"crd/{n}" for n in names],
-            check=True,
-            timeout=timeout + 10,
-        )
+        self.wait_for_crds_established(names, timeout)
         log.info("Gateway API CRDs installed: %s", ", ".join(names))
 
+    def wait_for_crds_established(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Wait until each CRD's Established condition is True; fail early if its names are refused.
+
+        Right after an apply the CRD may have no conditions at all, and `kubectl wait` then fails
+        at once instead of waiting: so this reads the conditions and treats "none yet" as "not yet".
+        """
+        ext = client.ApiextensionsV1Api(self.api)
+        deadline = time.monotonic() + timeout
+        pending: dict[str, str] = dict.fromkeys(names, "not read yet")
+        while pending:
+            for name in list(pending):
+                crd = ext.read_custom_resource_definition(name)
+                conditions = {c.type: c for c in ((crd.status.conditions if crd.status else None) or [])}
+                refused = conditions.get("NamesAccepted")
+                if refused is not None and refused.status == "False":
+                    raise ControlPlaneError(f"CRD {name}: names not accepted: {refused.reason}: {refused.message}")
+                established = conditions.get("Established")
+                if established is not None and established.status == "True":
+                    del pending[name]
+                else:
+                    pending[name] = "no conditions yet" if not conditions else f"Established={established}"
+            if pending and time.monotonic() > deadline:
+                raise ControlPlaneError(f"CRDs not Established after {timeout:.0f}s: {pending}")
+            if pending:
+                time.sleep(0.2)
+
     # ---- state.json (for `up` / `down` / `status` in separate Python processes) ----------
+
+    def _persist(self) -> None:
+        """Keep state.json in step with every (re)start, so `down` stops the pids running now."""
+        if self.state_dir.is_dir():
+            self.save_state()
 
     def save_state(self) -> None:
         state = {

@@ -12,4 +12,8 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   # The package starts a system Prometheus on :9090; the harness runs its own on a free port.
   $sudo_cmd systemctl stop prometheus >/dev/null 2>&1 || $sudo_cmd service prometheus stop >/dev/null 2>&1 || true
 fi
+# podman, buildah and mmdebstrap: the operator image is built and run by e2e/test_image.py.
+bash "$(dirname "$0")/../tools/image/install-deps.sh"
 command -v go >/dev/null 2>&1 || { echo "[install-deps] ERROR: Go >= 1.26 is missing (needed to build the control plane)" >&2; exit 1; }
+# The real model server e2e/test_real_server.py runs (MLServer from PyPI), in its own cached venv.
+bash "$(dirname "$0")/install-model-servers.sh" >/dev/null

@@ -122,5 +122,4 @@ def install_crd(cp: Any) -> None:
     crd = REPO / "crds" / "modeldeployments.rollguard.io.yaml"
     result = cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     assert result.returncode == 0, f"CRD apply failed: {result.stderr}"
-    waited = cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.rollguard.io")
-    assert waited.returncode == 0, f"CRD not Established: {waited.stderr}"
+    cp.wait_for_crds_established(["modeldeployments.rollguard.io"], timeout=60)

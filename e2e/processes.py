@@ -180,10 +180,25 @@ class ManagedProcess:
 
     def record(self) -> dict[str, Any]:
         """What ``state.json`` keeps so that another Python process can stop this one."""
-        return {"name": self.name, "pid": self.pid, "argv": self.argv, "log": str(self.log_path)}
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "argv": self.argv,
+            "log": str(self.log_path),
+            "env": self.env,  # a restart from another Python process runs the same command
+            "cwd": str(self.cwd) if self.cwd else None,
+        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ManagedProcess:
-        proc = cls(record["name"], record["argv"], Path(record["log"]), detached=True)
+        cwd = record.get("cwd")
+        proc = cls(
+            record["name"],
+            record["argv"],
+            Path(record["log"]),
+            env=record.get("env"),
+            cwd=Path(cwd) if cwd else None,
+            detached=True,
+        )
         proc.pid = int(record["pid"]) if record.get("pid") is not None else None
         return proc

@@ -4,7 +4,9 @@
 
 Every ``--interval`` seconds it lists the Ready pods labelled ``rollguard.io/model-deployment``
 (plus Services and Gateway API HTTPRoutes, to route traffic the way the cluster would) and
-serves, on ``127.0.0.1:PORT/metrics``, the series a real model server would export:
+serves, on ``127.0.0.1:PORT/metrics``, the series a real model server would export, in the
+shape of the server its ``SIMULATED_METRIC_PRESET`` env names (``e2e/preset_shapes.py``); by default
+rollguard's own contract:
 
 * ``model_requests_total{namespace,pod,model,version,code}`` (code "200" or "500")
 * ``model_request_duration_seconds`` histogram (every request takes the pod's latency)
@@ -25,19 +27,17 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
+from wsgiref.simple_server import make_server
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import start_http_server
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from e2e import preset_shapes
 from e2e.cluster import api_client_for
 from e2e.traffic import (
     MODEL_DEPLOYMENT_LABEL,
@@ -45,7 +45,6 @@ from e2e.traffic import (
     RequestCounters,
     Route,
     SimulatedPod,
-    histogram_buckets,
     pod_from_env,
     traffic_shares,
 )
@@ -53,7 +52,6 @@ from e2e.traffic import (
 log = logging.getLogger("e2e.simulator")
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-LABELS = ["namespace", "pod", "model", "version"]
 OVERRIDE_PREFIX = "simulator.rollguard.io/"
 
 
@@ -197,27 +195,28 @@ class DataPlane(Collector):
             self._advance_locked()
             snapshot = [(p, self._counters[uid]) for uid, p in self._pods.items()]
 
-        requests = CounterMetricFamily("model_requests", "Requests answered, by HTTP code.", labels=[*LABELS, "code"])
-        duration = HistogramMetricFamily("model_request_duration_seconds", "Request latency.", labels=LABELS)
-        feature = GaugeMetricFamily("model_feature_drift_score", "Feature drift score.", labels=LABELS)
-        prediction = GaugeMetricFamily("model_prediction_drift_score", "Prediction drift score.", labels=LABELS)
-        samples = CounterMetricFamily("model_drift_samples", "Samples seen by the drift detector.", labels=LABELS)
-        for pod, counters in snapshot:
-            values = [pod.namespace, pod.name, pod.model, pod.version]
-            requests.add_metric([*values, "200"], counters.ok_total)
-            requests.add_metric([*values, "500"], counters.error_total)
-            duration.add_metric(
-                values, histogram_buckets(pod.latency_seconds, counters.total), counters.total * pod.latency_seconds
-            )
-            feature.add_metric(values, pod.feature_drift)
-            prediction.add_metric(values, pod.prediction_drift)
-            samples.add_metric(values, counters.total)
-        yield from (requests, duration, feature, prediction, samples)
+        yield from preset_shapes.families(snapshot)
 
 
 def refresh(reader: ClusterReader, plane: DataPlane) -> None:
     pods = reader.ready_pods()
     plane.update(pods, reader.routes(p.namespace for p in pods))
+
+
+def serve_text_format(port: int, registry: CollectorRegistry) -> None:
+    """Serve /metrics on 127.0.0.1 in the classic text format, in a background thread.
+
+    prometheus_client 0.26 writes OpenMetrics sample names with ':' turned into '_' (vLLM's
+    `vllm:...` names would not be vLLM's), so the Accept header is ignored, as Prometheus allows.
+    """
+    app = make_wsgi_app(registry)
+
+    def text_only(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop("HTTP_ACCEPT", None)
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", port, text_only, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
 
 
 def run(kubeconfig: str, port: int, namespaces: Sequence[str], interval: float) -> None:
@@ -226,7 +225,7 @@ def run(kubeconfig: str, port: int, namespaces: Sequence[str], interval: float) 
     plane = DataPlane()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(plane)
-    start_http_server(port, addr="127.0.0.1", registry=registry)
+    serve_text_format(port, registry)
     scope = ", ".join(namespaces) if namespaces else "all namespaces"
     log.info("serving metrics on http://127.0.0.1:%d/metrics; watching %s every %.1fs", port, scope, interval)
     failing = False

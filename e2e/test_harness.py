@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -15,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from e2e import objects
 from e2e.cluster import ControlPlane
 from e2e.objects import names, required
+from e2e.processes import pid_matches
 from e2e.waiting import http_get, prom_query, prom_scalar, wait_for
 
 # ---- controllers and kwok ----------------------------------------------------------------------
@@ -368,3 +376,95 @@ def test_apiserver_can_be_stopped_and_started_with_its_data_kept(
     )
     assert kept.data == {"k": "v"}, f"data kept in etcd: {kept.data}"
     control_plane.wait_for_nodes_ready(timeout=60)
+
+
+# ---- the harness survives its own chaos --------------------------------------------------------
+
+
+APISERVER_OUTAGE_SECONDS = 25
+
+
+def _replica_set_of(apps: client.AppsV1Api, namespace: str, name: str) -> client.V1ReplicaSet:
+    (replica_set,) = apps.list_namespaced_replica_set(namespace, label_selector=f"app={name}").items
+    return replica_set
+
+
+def test_replicaset_status_keeps_updating_after_an_apiserver_restart(
+    namespace: str, own_control_plane: ControlPlane, kube_api: client.ApiClient
+) -> None:
+    apps = client.AppsV1Api(kube_api)
+    apps.create_namespaced_deployment(namespace, objects.deployment("web", replicas=2))
+    _wait_ready_replicas(apps, namespace, "web", 2)
+    # The ReplicaSet controller is mid-write (pods and status) when the apiserver goes away, for
+    # long enough that client-go's watch backoff grows past what a test waits for.
+    apps.patch_namespaced_deployment_scale(namespace=namespace, name="web", body={"spec": {"replicas": 4}})
+    own_control_plane.stop_apiserver()
+    time.sleep(APISERVER_OUTAGE_SECONDS)  # the outage itself is the scenario, nothing is awaited
+    own_control_plane.start_apiserver()
+
+    apps.patch_namespaced_deployment_scale(namespace=namespace, name="web", body={"spec": {"replicas": 3}})
+    replica_set = wait_for(
+        lambda: _replica_set_of(apps, namespace, "web"),
+        20,
+        message="the ReplicaSet's status reports 3 ready replicas for its current generation after the restart",
+        until=lambda rs: rs.status.ready_replicas == 3 and rs.status.observed_generation == rs.metadata.generation,
+    )
+    assert replica_set.status.replicas == 3
+    _wait_ready_replicas(apps, namespace, "web", 3)
+    apps.create_namespaced_deployment(namespace, objects.deployment("fresh", replicas=2))
+    _wait_ready_replicas(apps, namespace, "fresh", 2)
+
+
+def test_down_stops_a_process_restarted_through_a_loaded_control_plane(tmp_path: Path) -> None:
+    started = ControlPlane(tmp_path, detached=True)
+    first = started.start_process("sleeper", ["sleep", "300"])
+    first_pid = first.pid
+    restarted_pid = None
+    try:
+        loaded = ControlPlane.load(tmp_path)  # as `python -m e2e.cluster status` or a chaos script would
+        restarted_pid = loaded.restart_process("sleeper").pid
+        assert restarted_pid != first_pid and ControlPlane.load(tmp_path).processes["sleeper"].pid == restarted_pid, (
+            "state.json names the restarted pid"
+        )
+        down = subprocess.run(
+            [sys.executable, "-m", "e2e.cluster", "down", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert down.returncode == 0, down.stderr
+        wait_for(
+            lambda: not pid_matches(restarted_pid or 0, "sleep"),
+            15,
+            message=f"`cluster down` stopped the restarted sleeper (pid {restarted_pid})",
+        )
+    finally:
+        for pid in (first_pid, restarted_pid):
+            if pid is not None and pid_matches(pid, "sleep"):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_crd_waited_for_right_after_it_is_applied_is_established(
+    namespace: str, control_plane: ControlPlane, kube_api: client.ApiClient
+) -> None:
+    suffix = secrets.token_hex(3)
+    plural = f"gadgets{suffix}"
+    crd = copy.deepcopy(WIDGET_CRD)
+    crd["metadata"]["name"] = f"{plural}.harness.test"
+    crd["spec"]["names"] = {"plural": plural, "singular": f"gadget{suffix}", "kind": f"Gadget{suffix}"}
+    applied = control_plane.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        control_plane.wait_for_crds_established([f"{plural}.harness.test"], timeout=30)  # no sleep before it
+        assert _established(client.ApiextensionsV1Api(kube_api), f"{plural}.harness.test")
+        custom = client.CustomObjectsApi(kube_api)
+        body = {**_widget("ok", {"size": 3, "colour": "red"}), "kind": crd["spec"]["names"]["kind"]}
+        created = wait_for(  # discovery may lag Established by a moment; admission is what is asserted
+            lambda: custom.create_namespaced_custom_object("harness.test", "v1", namespace, plural, body),
+            15,
+            message=f"a {crd['spec']['names']['kind']} is accepted once its CRD is Established",
+        )
+        assert cast(dict[str, Any], created)["spec"]["size"] == 3
+    finally:
+        control_plane.kubectl("delete", "crd", f"{plural}.harness.test", "--wait=false")

@@ -31,6 +31,11 @@ DEFAULT_ERROR_RATE = 0.0
 DEFAULT_LATENCY_SECONDS = 0.05
 DEFAULT_TOTAL_RPS = 20.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Whose metric names and labels a pod exports (SIMULATED_METRIC_PRESET): analysis.metricPreset's values.
+METRIC_PRESETS = ("rollguard", "mlserver", "triton", "kserve", "vllm")
+DEFAULT_TTFT_SECONDS = 0.04
+DEFAULT_INTER_TOKEN_SECONDS = 0.02
+TOKENS_PER_REQUEST = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class SimulatedPod:
     feature_drift: float = 0.0
     prediction_drift: float = 0.0
     total_rps: float = DEFAULT_TOTAL_RPS
+    metric_preset: str = "rollguard"
+    time_to_first_token_seconds: float = DEFAULT_TTFT_SECONDS
+    inter_token_seconds: float = DEFAULT_INTER_TOKEN_SECONDS
 
     @property
     def group(self) -> tuple[str, str]:
@@ -90,8 +98,10 @@ def pod_from_env(
 ) -> SimulatedPod:
     """Build a SimulatedPod from a pod's labels and its first container's env.
 
-    Unparsable numbers fall back to the defaults; the error rate is clamped to [0, 1].
+    Unparsable numbers fall back to the defaults; the error rate is clamped to [0, 1]; an unknown
+    SIMULATED_METRIC_PRESET falls back to rollguard's own series.
     """
+    preset = env.get("SIMULATED_METRIC_PRESET", "rollguard")
     return SimulatedPod(
         uid=uid,
         namespace=namespace,
@@ -105,6 +115,9 @@ def pod_from_env(
         feature_drift=_float_env(env, "SIMULATED_DRIFT_SCORE", 0.0),
         prediction_drift=_float_env(env, "SIMULATED_PREDICTION_DRIFT_SCORE", 0.0),
         total_rps=max(0.0, _float_env(env, "SIMULATED_TOTAL_RPS", DEFAULT_TOTAL_RPS)),
+        metric_preset=preset if preset in METRIC_PRESETS else "rollguard",
+        time_to_first_token_seconds=max(0.0, _float_env(env, "SIMULATED_TTFT_SECONDS", DEFAULT_TTFT_SECONDS)),
+        inter_token_seconds=max(0.0, _float_env(env, "SIMULATED_INTER_TOKEN_SECONDS", DEFAULT_INTER_TOKEN_SECONDS)),
     )
 
 

@@ -58,10 +58,13 @@ class FakePrometheus:
     value: float | None = 0.001
     samples: float | None = 1000.0
     error: str | None = None
+    stable_value: float | None = 0.001  # stable's own reading of threshold-only checks: healthy unless set
 
     def measure(self, planned: plan.PlannedCheck) -> Measurement:
         value = None if self.error else self.value
         stable = value if planned.stable_query else None
+        if planned.stable_evidence_only:
+            stable = None if self.error else self.stable_value
         return Measurement(planned.check.name, planned.query, value, self.samples, stable, self.error)
 
 
@@ -259,7 +262,8 @@ def test_healthy_canary_walks_its_steps_and_is_promoted() -> None:
     assert before_pause.status.rollout and before_pause.status.rollout.step_index == 0, "pause 1m not over yet"
     checks = before_pause.status.rollout.checks
     assert [(c.name, c.phase) for c in checks] == [("error-rate", "Passed")], f"checks: {checks}"
-    assert 'version="2.0.0"' in checks[0].query, f"the canary's own metrics are judged: {checks[0].query}"
+    canary_pods = f'pod=~"{NAME}-{started.status.rollout.target.revision}-'
+    assert canary_pods in checks[0].query, f"the canary's own pods are judged: {checks[0].query}"
 
     cluster.run_until(lambda s: s.rollout is not None and s.rollout.step_index == 1, "step 2")
     assert cluster.now - weight_at >= timedelta(minutes=1), "step 1 should be held for its 1m pause"
@@ -316,6 +320,9 @@ def test_a_step_without_duration_waits_for_a_human() -> None:
     reach_weight(cluster)
     cluster.reconcile(after=24 * 3600)
     assert cluster.status.rollout and not cluster.status.rollout.promoting, "pause {} holds until promoted"
+    waiting = condition(cluster.status, "Reconciling")
+    assert (cluster.status.phase, waiting.reason) == ("Holding", "AwaitingPromotion"), waiting
+    assert "step 1 waits for a human: `kubectl rollguard promote fraud`" in cluster.status.message
     cluster.annotate("promote", "go")
     cluster.reconcile()
     assert cluster.status.rollout and cluster.status.rollout.promoting, "promote on the last step starts promotion"
@@ -342,7 +349,7 @@ def test_failing_analysis_rolls_back_after_failure_limit() -> None:
     assert rejected is not None, "the rolled back version should be recorded in status.rejected"
     assert (rejected.version, rejected.reason, rejected.check) == ("2.0.0", "AnalysisFailed", "error-rate"), rejected
     assert (rejected.value, rejected.limit) == (0.05, "<= 0.01"), f"evidence value/limit: {rejected}"
-    assert rejected.query and 'version="2.0.0"' in rejected.query, f"evidence query: {rejected.query}"
+    assert rejected.query and f'pod=~"{NAME}-{canary.target.revision}-' in rejected.query, rejected.query
     warnings = [e for e in decision.events if e.type == "Warning" and e.reason == "RolledBack"]
     assert len(warnings) == 1 and "2.0.0" in warnings[0].message and "serving 1.0.0" in warnings[0].message, (
         f"a Warning RolledBack event should name the version and what serves now, got {decision.events}"
@@ -447,7 +454,11 @@ def test_unavailable_metrics_hold_the_step_and_count_nothing() -> None:
     assert (metrics.status, metrics.reason) == ("False", "QueryFailed"), f"after 3 errors: {metrics}"
     assert "connection refused" in metrics.message, f"the condition should say why: {metrics.message}"
     assert "MetricsUnavailable" in reasons(cluster.events, "Warning"), f"events: {reasons(cluster.events)}"
-    assert cluster.status.phase == "Progressing", "before the deadline the canary waits in place"
+    assert cluster.status.phase == "Holding", "before the deadline the canary waits in place, and says so"
+    waiting = condition(cluster.status, "Reconciling")
+    assert (waiting.status, waiting.reason) == ("True", "WaitingForMetrics"), waiting
+    assert "after analysis.metricsUnavailable.deadline (2m) it will hold for a human" in waiting.message, waiting
+    assert condition(cluster.status, "Stalled").status == "False", "waiting on metrics is not stuck yet"
 
 
 def test_metrics_coming_back_resume_analysis() -> None:
@@ -463,7 +474,7 @@ def test_metrics_coming_back_resume_analysis() -> None:
 
 def test_unavailable_past_the_deadline_holds_for_a_human() -> None:
     cluster = unavailable("Hold")
-    held = cluster.run_until(lambda s: s.phase == "Holding", "hold after the deadline")
+    held = cluster.run_until(lambda s: condition(s, "Stalled").status == "True", "hold after the deadline")
     rollout = held.status.rollout
     assert rollout is not None and rollout.paused_reason == "MetricsUnavailable", f"rollout: {rollout}"
     since = clock.parse(rollout.metrics_unavailable_since or "")
@@ -684,6 +695,49 @@ def test_spec_paused_freezes_a_canary_in_place() -> None:
     cluster.run_until(lambda s: s.rollout is None, "promotion after unpausing")
 
 
+def test_a_pause_stops_the_progress_deadline_clock() -> None:
+    cluster = serving("1.0.0", progressDeadlineSeconds=120)
+    cluster.never_ready.add("2.0.0")
+    cluster.set_spec(spec_for("2.0.0", progressDeadlineSeconds=120))
+    cluster.reconcile(after=1)  # the canary starts
+    cluster.reconcile(after=60)  # 60 of its 120 s spent waiting for pods
+    cluster.annotations[actions.PAUSED_ANNOTATION] = "true"
+    paused = cluster.reconcile(after=1)
+    assert paused.status.rollout and paused.status.rollout.paused_at == clock.iso(cluster.now), "the pause is recorded"
+    for _ in range(10):
+        cluster.reconcile(after=60)
+    del cluster.annotations[actions.PAUSED_ANNOTATION]
+    resumed = cluster.reconcile(after=1)
+    assert resumed.status.rollout is not None and resumed.status.rejected is None, (
+        f"10 paused minutes do not count toward progressDeadlineSeconds: {resumed.status.message}"
+    )
+    assert resumed.status.rollout.paused_at is None, "the clocks run again"
+    cluster.reconcile(after=50)
+    assert cluster.status.rejected is None, "112 of 120 s used: still waiting"
+    rolled_back = cluster.reconcile(after=20)
+    assert rolled_back.status.rejected and rolled_back.status.rejected.reason == "ProgressDeadlineExceeded", (
+        f"the deadline passes once 120 unpaused seconds are spent: {rolled_back.status.rejected}"
+    )
+
+
+def test_a_pause_stops_the_metrics_unavailable_clock() -> None:
+    cluster = unavailable("Rollback")
+    cluster.run_until(lambda s: cluster.rounds == 2, "two unavailable rounds")
+    since = cluster.status.rollout.metrics_unavailable_since if cluster.status.rollout else None
+    assert since is not None and cluster.now - clock.parse(since) < timedelta(minutes=1), since
+    cluster.annotations[actions.PAUSED_ANNOTATION] = "true"
+    for _ in range(10):
+        cluster.reconcile(after=60)
+    del cluster.annotations[actions.PAUSED_ANNOTATION]
+    cluster.reconcile(after=1)
+    assert cluster.status.rejected is None, "10 paused minutes do not count toward the 2m metricsUnavailable deadline"
+    decision = cluster.run_until(lambda s: s.rejected is not None, "rollback once 2 unpaused minutes are spent")
+    rejected = decision.status.rejected
+    assert rejected is not None and rejected.reason == "MetricsUnavailable", rejected
+    unavailable_seconds = int(rejected.message.split()[4].removesuffix("s"))
+    assert 120 < unavailable_seconds < 200, f"only unpaused time counts: {rejected.message}"
+
+
 def test_paused_before_a_new_version_starts_nothing() -> None:
     cluster = serving("1.0.0")
     cluster.annotations[actions.PAUSED_ANNOTATION] = "true"
@@ -781,12 +835,12 @@ def test_rolling_strategy_promotes_when_all_replicas_are_ready() -> None:
         (
             {
                 "analysis": {
-                    "metricPreset": "mlserver",
-                    "metrics": [{"name": "p99", "template": "latency", "thresholdRange": {"max": 1}}],
+                    "metricPreset": "kserve",
+                    "metrics": [{"name": "errors", "template": "error-rate", "thresholdRange": {"max": 1}}],
                 }
             },
             True,
-            "check p99: preset mlserver has no latency metric",
+            "check errors: preset kserve has no series for template error-rate",
         ),
         (
             {"analysis": {"metrics": [{"name": "x", "query": "q{p='{{ pod }}'}", "thresholdRange": {"max": 1}}]}},
@@ -800,7 +854,7 @@ def test_rolling_strategy_promotes_when_all_replicas_are_ready() -> None:
         ),
         ({}, False, "no Prometheus URL"),
     ],
-    ids=["decreasing-weights", "latency-on-mlserver", "unknown-placeholder", "duplicate-checks", "no-prometheus"],
+    ids=["decreasing-weights", "error-rate-on-kserve", "unknown-placeholder", "duplicate-checks", "no-prometheus"],
 )
 def test_invalid_spec_keeps_the_running_version_and_says_why(
     fields: dict[str, Any], metrics_configured: bool, problem: str

@@ -79,7 +79,7 @@ MISTAKES = [
     ("duration in words", "analysis.interval", "5 minutes", "string_pattern_mismatch"),
     ("unknown strategy", "strategy.type", "BlueGreen", "literal_error"),
     ("unknown template", "analysis.metrics.0.template", "p99", "literal_error"),
-    ("unknown preset", "analysis.metricPreset", "kserve", "literal_error"),
+    ("unknown preset", "analysis.metricPreset", "torchserve", "literal_error"),
     ("quantile of 1", "analysis.metrics.0.quantile", 1.0, "less_than"),
     ("ratio of zero", "analysis.metrics.0.relativeToStable", {"maxRatio": 0}, "greater_than"),
     ("negative failure limit", "analysis.failureLimit", -1, "greater_than_equal"),
@@ -196,8 +196,6 @@ def test_the_spec_is_immutable() -> None:
         ("1m30s", 90.0),
         ("1h30m", 5400.0),
         ("2h45m10s", 9910.0),
-        ("1.5h", 5400.0),
-        ("0.25s", 0.25),
         ("0s", 0.0),
         ("1s500ms", 1.5),
     ],
@@ -206,7 +204,10 @@ def test_duration_seconds(text: str, seconds: float) -> None:
     assert duration_seconds(text) == pytest.approx(seconds), f"{text} should be {seconds}s"
 
 
-@pytest.mark.parametrize("text", ["", "30", "1d", "5 m", "-1s", "1h 30m", "m", "1.s", "PT5M", "30S"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "30", "1d", "5 m", "-1s", "1h 30m", "m", "1.s", "PT5M", "30S", "1.5h", "0.25s", "30m1h", "100000000h"],
+)
 def test_duration_seconds_rejects_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration such as 30s, 5m, 1h30m") as error:
         duration_seconds(text)

@@ -12,12 +12,17 @@ import prometheus_client
 from rollguard import logs
 from rollguard.settings import Settings
 
+JSON_DEPTH_LIMIT = 10_000  # the API server refuses deeper JSON ("exceeded max depth")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rollguard", description="Run the rollguard operator.")
     parser.add_argument("command", nargs="?", default="run", choices=["run"])
     parser.add_argument("--namespace", "-n", action="append", default=[], help="Watch this namespace (repeatable).")
     args = parser.parse_args(argv)
+    # The API server nests JSON up to 10,000 levels, and a tenant can put that much into its own object's
+    # metadata.managedFields (fieldsV1 is free-form): kopf's watcher must decode any object it may be sent.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), JSON_DEPTH_LIMIT * 5))
     settings = Settings()
     namespaces = args.namespace or settings.namespace_list
     logs.configure(settings.log_level, settings.log_format)

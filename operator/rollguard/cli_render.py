@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollguard.api.spec import Analysis, Canary
+from rollguard.core.attribution import MEANING as CAUSES
 from rollguard.core.summary import HOLD_REASONS
 
 WIDTH = 100
@@ -273,10 +274,18 @@ def _state(obj: Obj, rollout: Mapping[str, Any], ctx: _Context) -> tuple[list[st
     elif paused == "spec":
         states.append("paused by spec.paused; set it to false in the manifest to continue")
     hold = rollout.get("pausedReason")
+    cause = f", cause {rollout['cause']}" if rollout.get("cause") else ""
     if hold:
         why = HOLD_REASONS.get(str(hold), str(hold))
-        states.append(f"held ({hold}): {why}; resume to release the hold, or promote or abort by hand")
+        states.append(f"held ({hold}{cause}): {why}; resume to release the hold, or promote or abort by hand")
         commands.append(ctx.command("resume"))
+    elif rollout.get("dependencyHoldSince"):
+        since = age(rollout.get("dependencyHoldSince"), ctx.now)
+        states.append(
+            f"held (cause Dependency) since {since}: stable breaks the same limits as the canary, a shared outage "
+            "not blamed on the canary; resumes by itself when stable recovers"
+        )
+        hold = "DependencyHold"
     if kind == "Rollback":
         states.append(f"rolling back to known-good {target}: {rollout.get('reason', '')}".rstrip(": "))
     elif rollout.get("promoting"):
@@ -417,6 +426,8 @@ def _rejected(obj: Obj, status: Mapping[str, Any], ctx: _Context) -> list[str]:
             f"{rejected.get('reason', '?')}, {age(rejected.get('at'), ctx.now)}",
         ),
     ]
+    if rejected.get("cause"):
+        lines += field("Cause", CAUSES.get(str(rejected["cause"]), str(rejected["cause"])), indent=2)
     if rejected.get("message"):
         lines += field("Why", str(rejected["message"]), indent=2)
     if rejected.get("check"):
@@ -439,7 +450,10 @@ def _history_rows(entries: Sequence[Mapping[str, Any]], now: datetime, serving: 
     last_serving = max((i for i, e in enumerate(entries) if e.get("revision") == serving), default=-1)
     for i, entry in enumerate(entries):
         outcome = str(entry.get("outcome", "?")) + (" *" if i == last_serving else "")
-        rows.append([str(entry.get("version", "?")), outcome, age(entry.get("at"), now), str(entry.get("reason", ""))])
+        cause = f"[{entry['cause']}] " if entry.get("cause") else ""
+        rows.append(
+            [str(entry.get("version", "?")), outcome, age(entry.get("at"), now), cause + str(entry.get("reason", ""))]
+        )
     return rows
 
 

@@ -1,20 +1,32 @@
-"""kopf wiring, and the only module that imports kopf. Every handler delegates to reconciler."""
+"""kopf wiring, and the only module that imports kopf. Every pass goes through reconciler.
+
+Level-triggered from a watch-fed cache (kopf indexes), woken when something is due: the watches
+only fill the cache and mark objects changed; one scheduler task runs the passes. No kopf timers,
+so kopf keeps no finalizer and no state on the objects.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import kopf
 
 from rollguard import metrics
+from rollguard.adapters.gateway import GROUP as ROUTE_GROUP
+from rollguard.adapters.gateway import PLURAL as ROUTE_PLURAL
+from rollguard.adapters.gateway import VERSION as ROUTE_VERSION
 from rollguard.adapters.kube import Kube
 from rollguard.adapters.prometheus import Prometheus
+from rollguard.cache import Cache
 from rollguard.core import naming
 from rollguard.core.facts import Event
 from rollguard.reconciler import Context, reconcile
+from rollguard.scheduler import Key, Scheduler
 from rollguard.settings import Settings
 
 SETTINGS = Settings()
+MANAGED = {naming.LABEL_MANAGED_BY: "rollguard"}
 
 
 def _post_event(body: dict[str, Any], event: Event) -> None:
@@ -24,33 +36,121 @@ def _post_event(body: dict[str, Any], event: Event) -> None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = 100  # kopf's own per-handler events are noise next to ours
+    # Objects from older versions carry this finalizer; with no handler needing one, kopf removes it once.
     settings.persistence.finalizer = f"{naming.GROUP}/finalizer"
     settings.watching.server_timeout = 300
     prometheus = Prometheus(SETTINGS) if SETTINGS.prometheus_url else None
-    memo.ctx = Context(kube=Kube(), prometheus=prometheus, post_event=_post_event)
+    memo.ctx = Context(kube=Kube(), prometheus=prometheus, post_event=_post_event, pod_policy=SETTINGS.pod_policy())
+    memo.ctx.cache = Cache()
+
+    async def run_pass(key: Key) -> float | None:
+        return await reconcile(memo.ctx, key[0], key[1])
+
+    memo.scheduler = Scheduler(run_pass, SETTINGS.max_concurrent_reconciles, SETTINGS.resync_seconds)
+    memo.scheduler_task = None
     metrics.LEADER.set(1)
 
 
+def _watched(memo: kopf.Memo, kwargs: dict[str, Any]) -> None:
+    """Binds the cache to kopf's indexes and starts the scheduler, from inside a watch handler: its
+    passes post Events through kopf.event, which needs the context kopf sets for handlers."""
+    memo.ctx.cache.bind(kwargs)
+    if memo.scheduler_task is None:
+        memo.scheduler_task = asyncio.create_task(memo.scheduler.run(), name="rollguard scheduler")
+
+
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     metrics.LEADER.set(0)
+    task = getattr(memo, "scheduler_task", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
+# -- the cache: raw JSON as the watches deliver it, keyed by the ModelDeployment it belongs to ------
+@kopf.index(naming.GROUP, naming.VERSION, naming.PLURAL)
+def model_deployment_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(body.metadata["namespace"], body.metadata["name"]): dict(body)}
+
+
+def _child(body: kopf.Body) -> dict[Key, dict[str, Any]] | None:
+    parent = body.metadata.labels.get(naming.LABEL_MD)
+    return {(body.metadata["namespace"], parent): dict(body)} if parent else None
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def deployment_index(body: kopf.Body, **_: Any) -> Any:
+    return _child(body)
+
+
+@kopf.index("", "v1", "services", labels=MANAGED)
+def service_index(body: kopf.Body, **_: Any) -> Any:
+    return _child(body)
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def disruption_budget_index(body: kopf.Body, **_: Any) -> Any:
+    return _child(body)
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+def autoscaler_index(body: kopf.Body, **_: Any) -> Any:
+    return _child(body)
+
+
+# The user's HTTPRoutes; without the Gateway API CRDs kopf watches nothing here (and logs one warning).
+@kopf.index(ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL)
+def route_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(body.metadata["namespace"], body.metadata["name"]): dict(body)}
+
+
+# -- the triggers: a change marks the owning ModelDeployment; the scheduler runs its pass -----------
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.PLURAL)
-async def on_model_deployment(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    obj = event["object"]
-    if event["type"] != "DELETED":
-        await reconcile(memo.ctx, obj["metadata"]["namespace"], obj["metadata"]["name"])
+async def on_model_deployment(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _watched(memo, kwargs)
+    meta = event["object"]["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if event["type"] == "DELETED":
+        memo.scheduler.forget(key)
+        memo.ctx.cache.forget(*key)
+    else:
+        memo.scheduler.changed(key)
 
 
-@kopf.timer(naming.GROUP, naming.VERSION, naming.PLURAL, interval=SETTINGS.resync_seconds, sharp=True, backoff=5)
-async def resync(**kwargs: Any) -> None:
-    await reconcile(kwargs["memo"].ctx, kwargs["namespace"], kwargs["name"])
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={naming.LABEL_MANAGED_BY: "rollguard"})
-async def on_child(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+def _on_child(event: kopf.RawEvent, memo: kopf.Memo, kwargs: dict[str, Any]) -> None:
+    _watched(memo, kwargs)
     meta = event["object"]["metadata"]
     parent = (meta.get("labels") or {}).get(naming.LABEL_MD)
-    if parent:
-        await reconcile(memo.ctx, meta["namespace"], parent)
+    if parent and memo.ctx.cache.model_deployment(meta["namespace"], parent) is not None:
+        memo.scheduler.changed((meta["namespace"], parent))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def on_deployment(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _on_child(event, memo, kwargs)
+
+
+@kopf.on.event("", "v1", "services", labels=MANAGED)
+async def on_service(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _on_child(event, memo, kwargs)
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def on_disruption_budget(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _on_child(event, memo, kwargs)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+async def on_autoscaler(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _on_child(event, memo, kwargs)
+
+
+@kopf.on.event(ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL)
+async def on_route(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    _watched(memo, kwargs)
+    meta = event["object"]["metadata"]
+    for body in memo.ctx.cache.model_deployments(meta["namespace"]):
+        routing = ((body.get("spec") or {}).get("strategy") or {}).get("canary") or {}
+        if ((routing.get("trafficRouting") or {}).get("httpRoute") or {}).get("name") == meta["name"]:
+            memo.scheduler.changed((meta["namespace"], body["metadata"]["name"]))

@@ -15,15 +15,24 @@ CHECK_LIMIT = Gauge(
 )
 PROMOTIONS = Counter("rollguard_promotions_total", "Versions promoted to stable", ["namespace", "name"])
 ROLLBACKS = Counter(
-    "rollguard_rollbacks_total", "Versions rolled back, by reason", ["namespace", "name", "reason", "check"]
+    "rollguard_rollbacks_total",
+    "Versions rolled back, by reason and cause (Model, Data, Infrastructure, Observability, Dependency, Manual...)",
+    ["namespace", "name", "reason", "check", "cause"],
 )
 QUERY_SECONDS = Histogram("rollguard_prometheus_query_duration_seconds", "Latency of Prometheus queries")
 QUERY_ERRORS = Counter("rollguard_prometheus_query_errors_total", "Prometheus queries that failed")
-BREAKER_OPEN = Gauge("rollguard_prometheus_circuit_open", "1 while the Prometheus circuit breaker is open")
+BREAKER_OPEN = Gauge(
+    "rollguard_prometheus_circuit_open", "1 while the circuit breaker of a Prometheus endpoint is open", ["endpoint"]
+)
 LEADER = Gauge("rollguard_leader", "1 while this process is the active operator")
 API_WRITES = Counter("rollguard_api_writes_total", "Write requests sent to the Kubernetes API", ["verb"])
 METRICS_AVAILABLE = Gauge(
     "rollguard_metrics_available",
     "1 while the ModelDeployment's MetricsAvailable condition is True, 0 while it is False (checks cannot be measured)",
+    ["namespace", "name"],
+)
+QUARANTINED = Gauge(
+    "rollguard_quarantined",
+    "1 while a ModelDeployment's passes raise and it is retried with back-off (see its Stalled condition and logs)",
     ["namespace", "name"],
 )

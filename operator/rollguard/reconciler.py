@@ -6,22 +6,26 @@ Called by the kopf handlers; knows the adapters, holds no decision logic of its 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+import urllib3
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from rollguard import metrics
+from rollguard import backoff, cache, metrics
 from rollguard.adapters.gateway import HTTPRouteRouter
-from rollguard.adapters.kube import Kube
-from rollguard.adapters.prometheus import MetricsProvider, PrometheusQueryError
+from rollguard.adapters.kube import Kube, NotOwnedError, describe_owner, owned_by
+from rollguard.adapters.prometheus import MetricsProvider, PrometheusBadQueryError, PrometheusQueryError
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import CheckResult, ModelDeploymentStatus
-from rollguard.core import actions, builders, clock, naming, plan
-from rollguard.core.analysis import Measurement, judge
+from rollguard.core import actions, blocked, builders, clock, naming, plan, policy, schedule
+from rollguard.core.analysis import Answer, QueryFailure, judge
+from rollguard.core.analysis import measurement as measure_of
 from rollguard.core.conditions import set_condition
 from rollguard.core.facts import Event
 from rollguard.core.rollout import Decision, Inputs, decide
@@ -37,6 +41,9 @@ class Context:
     prometheus: MetricsProvider | None
     post_event: Any
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    pod_policy: policy.PodPolicy = field(default_factory=policy.PodPolicy)
+    holds: backoff.Holds = field(default_factory=backoff.Holds)
+    cache: cache.Cache | None = None  # the watch-fed cache; None reads from the API server (tools, tests)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -60,19 +67,24 @@ def merge_patch(old: Any, new: Any) -> Any:
 async def _measure(
     prometheus: MetricsProvider, planned: list[plan.PlannedCheck], previous: list[CheckResult], now_iso: str
 ) -> list[CheckResult]:
-    async def value(query: str | None) -> tuple[float | None, str | None]:
+    async def value(query: str | None) -> Answer:
         if query is None:
             return None, None
         try:
             return await prometheus.scalar(query), None
+        except PrometheusBadQueryError as error:
+            return None, QueryFailure(str(error), refused=True)
         except PrometheusQueryError as error:
-            return None, str(error)
+            return None, QueryFailure(str(error))
 
     async def one(check: plan.PlannedCheck) -> CheckResult:
-        (current, error), (samples, _), (stable, _) = await asyncio.gather(
+        current, samples, stable = await asyncio.gather(
             value(check.query), value(check.samples_query), value(check.stable_query)
         )
-        measurement = Measurement(check.check.name, check.query, current, samples, stable, error)
+        sampled = check.samples_query is not None
+        if check.stable_evidence_only and stable[1] is not None:
+            stable = None, None  # only evidence of a shared outage: without it the canary is judged alone
+        measurement = measure_of(check.check.name, check.query, current, samples, stable, sampled)
         before = next((r for r in previous if r.name == check.check.name), None)
         return judge(check.check, measurement, before, now_iso)
 
@@ -82,8 +94,10 @@ async def _measure(
     return results
 
 
-def _children(owner: builders.Owner, spec: ModelDeploymentSpec, decision: Decision) -> list[dict[str, Any]]:
-    children = [builders.deployment(owner, spec, w.ref, w.replicas, w.role) for w in decision.workloads]
+def _children(
+    owner: builders.Owner, spec: ModelDeploymentSpec, decision: Decision, pod_policy: policy.PodPolicy
+) -> list[dict[str, Any]]:
+    children = [builders.deployment(owner, spec, w.ref, w.replicas, w.role, pod_policy) for w in decision.workloads]
     canary = spec.strategy.canary
     routed = canary is not None and canary.traffic_routing.type == "GatewayAPI"
     roles = {w.role: w.ref.revision for w in decision.workloads}
@@ -101,6 +115,15 @@ def _children(owner: builders.Owner, spec: ModelDeploymentSpec, decision: Decisi
     if spec.autoscaling is not None and stable is not None:
         children.append(builders.autoscaler(owner, spec, stable.revision))
     return children
+
+
+def _unready(deployment: dict[str, Any]) -> bool:
+    wanted = int((deployment.get("spec") or {}).get("replicas") or 0)
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0) < wanted
+
+
+def _failure_of(kube: Kube, namespace: str, md_name: str) -> Any:
+    return lambda revision: kube._failure(namespace, md_name, revision)
 
 
 def _tracked_checks(status: ModelDeploymentStatus) -> list[CheckResult]:
@@ -127,7 +150,8 @@ def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, ev
         elif event.reason == "RolledBack":
             rejected = status.rejected
             reason = rejected.reason if rejected else "Unknown"
-            metrics.ROLLBACKS.labels(namespace, name, reason, (rejected.check if rejected else None) or "").inc()
+            failed, cause = (rejected.check or "", rejected.cause or "") if rejected else ("", "")
+            metrics.ROLLBACKS.labels(namespace, name, reason, failed, cause).inc()
 
 
 def _check_limits(namespace: str, name: str, spec: ModelDeploymentSpec) -> None:
@@ -140,24 +164,94 @@ def _check_limits(namespace: str, name: str, spec: ModelDeploymentSpec) -> None:
         metrics.CHECK_LIMIT.labels(namespace, name, gate.name, "max").set(gate.max_score)
 
 
-async def reconcile(ctx: Context, namespace: str, name: str) -> None:
+def _transient(error: Exception) -> bool:
+    """An outage (API server or network), not the object's fault: kopf retries it as before."""
+    if isinstance(error, ApiException):
+        return error.status in (0, 409, 429) or error.status >= 500
+    return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
+
+
+def _namespace_terminating(error: Exception) -> bool:
+    """The API server refuses new objects in a namespace being deleted: the pass just stops."""
+    return isinstance(error, ApiException) and error.status == 403 and "being terminated" in str(error.body or "")
+
+
+async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
+    """One pass; returns in how many seconds the object next needs one though nothing changes (None: never)."""
     async with ctx.lock(namespace, name):
         started = time.perf_counter()
+        key = (namespace, name)
         try:
-            await _reconcile(ctx, namespace, name)
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
-            raise
+            if ctx.cache is not None:
+                body = ctx.cache.model_deployment(namespace, name)
+            else:
+                body = await ctx.kube.run(ctx.kube.get_model_deployment, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            fingerprint = backoff.fingerprint(body)
+            hold = ctx.holds.holds.get(key)
+            if ctx.holds.holding(key, fingerprint, time.monotonic()) and hold is not None:
+                return hold.until - time.monotonic()
+            try:
+                due = await _reconcile(ctx, body)
+                if due is True:
+                    return ctx.holds.fail(key, fingerprint, time.monotonic()).delay_seconds
+                if ctx.holds.clear(key):
+                    metrics.QUARANTINED.labels(namespace, name).set(0)
+                return None if due is False else (due - datetime.now(UTC)).total_seconds()
+            except Exception as error:
+                if _namespace_terminating(error):
+                    log.debug("namespace terminating, pass stopped", namespace=namespace, name=name)
+                    return None
+                metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
+                if _transient(error):
+                    raise
+                hold = ctx.holds.fail(key, fingerprint, time.monotonic())
+                await _quarantine(ctx, body, error, hold)
+                return hold.delay_seconds
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
-async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
-    kube = ctx.kube
-    body = await kube.run(kube.get_model_deployment, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+async def _quarantine(ctx: Context, body: dict[str, Any], error: Exception, hold: backoff.Hold) -> None:
+    """A pass that raised is retried with back-off, never in a silent loop: status and Event where
+    they can be written, a log line (with the stack trace) and a metric always."""
     meta = body["metadata"]
+    namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation", 0))
+    metrics.QUARANTINED.labels(namespace, name).set(1)
+    message = (
+        f"reconcile failed ({type(error).__name__}: {str(error)[:500]}); retrying in {hold.delay_seconds:.0f}s "
+        "or as soon as the object changes"
+    )
+    log.error(
+        "reconcile failed, object quarantined", namespace=namespace, name=name, generation=generation, exc_info=error
+    )
+    old: dict[str, Any] = body["status"] if isinstance(body.get("status"), dict) else {}
+    now_iso = clock.iso(datetime.now(UTC))
+    before = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, dict)}
+    conditions = [c for type_, c in before.items() if type_ not in ("Ready", "Stalled")]
+    for type_, truth in (("Ready", "False"), ("Stalled", "True")):
+        previous = before.get(type_) or {}
+        since = previous.get("lastTransitionTime") if previous.get("status") == truth else None
+        conditions.append(
+            {"type": type_, "status": truth, "reason": "ReconcileError", "message": message}
+            | {"lastTransitionTime": since or now_iso, "observedGeneration": generation}
+        )
+    patch = {"phase": "Failed", "message": message, "conditions": conditions, "observedGeneration": generation}
+    try:
+        await ctx.kube.run(ctx.kube.patch_status, namespace, name, patch)
+        if hold.failures == 1:
+            ctx.post_event(body, Event("Warning", "ReconcileError", message))
+    except Exception:
+        log.exception("cannot write the quarantined object's status", namespace=namespace, name=name)
+
+
+async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
+    """One pass over a live object; True when the API server refused a child (back off), else when the
+    object's next pass is due (False: only on a change)."""
+    kube = ctx.kube
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     generation = int(meta.get("generation", 0))
     bound = log.bind(namespace=namespace, name=name, generation=generation)
     old_status = body.get("status") or {}
@@ -165,15 +259,25 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         await _invalid(ctx, body, old_status, generation, error)
-        return
+        return False
     status = ModelDeploymentStatus.model_validate(old_status)
     rollout_id = status.rollout.target.revision if status.rollout else (status.stable.revision if status.stable else "")
     bound = bound.bind(rollout_id=rollout_id)
-    revisions, live = await kube.run(kube.revisions, namespace, name)
     router = HTTPRouteRouter(kube)
     canary = spec.strategy.canary
     route_name = canary.traffic_routing.http_route.name if canary and canary.traffic_routing.http_route else None
-    route = await kube.run(router.get, namespace, route_name) if route_name else None
+    if ctx.cache is not None:
+        deployments = ctx.cache.children("Deployment", namespace, name)
+        if any(_unready(d) for d in deployments):  # pods are read only to say why a revision is not ready
+            revisions, live = await kube.run(
+                cache.revisions, deployments, meta["uid"], _failure_of(kube, namespace, name)
+            )
+        else:
+            revisions, live = cache.revisions(deployments, meta["uid"], lambda _: None)
+        route = ctx.cache.route(namespace, route_name) if route_name else None
+    else:
+        revisions, live = await kube.run(kube.revisions, namespace, name, meta["uid"])
+        route = await kube.run(router.get, namespace, route_name) if route_name else None
     route_missing = bool(route_name) and route is None
     now = datetime.now(UTC)
     now_iso = clock.iso(now)
@@ -210,32 +314,39 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
             analysis=results,
             route_missing=route_missing,
             metrics_configured=ctx.prometheus is not None,
+            pod_policy=ctx.pod_policy,
         )
     )
+    blocker = None
     if not decision.invalid:
         owner = builders.Owner(name, namespace, meta["uid"])
-        for manifest in _children(owner, spec, decision):
-            revision = manifest["metadata"]["labels"].get(naming.LABEL_ROLLOUT_ID)
-            known = live.get(revision) if manifest["kind"] == "Deployment" and revision else None
-            if await kube.run(kube.apply, manifest, known):
-                bound.info("applied", kind=manifest["kind"], child=manifest["metadata"]["name"])
-        for revision in set(live) - decision.keep_revisions:
-            await kube.run(kube.delete_deployment, namespace, naming.deployment_name(name, revision))
-        if not spec.disruption_budget.enabled:
-            await kube.run(kube.delete_if_exists, "policy/v1", "PodDisruptionBudget", namespace, name)
-        if spec.autoscaling is None:
-            await kube.run(kube.delete_if_exists, "autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
-        if route is not None and decision.route_weights is not None:
+        children = _children(owner, spec, decision, ctx.pod_policy)
+        retire_kinds = [] if spec.disruption_budget.enabled else [("policy/v1", "PodDisruptionBudget")]
+        retire_kinds += [("autoscaling/v2", "HorizontalPodAutoscaler")] if spec.autoscaling is None else []
+        blocker = await _write_children(ctx, owner, children, live, decision.keep_revisions, retire_kinds, bound)
+        if blocker is None and route is not None and decision.route_weights is not None:
             stable_weight, canary_weight = decision.route_weights
             weights = {
                 naming.role_service_name(name, "stable"): stable_weight,
                 naming.role_service_name(name, "canary"): canary_weight,
             }
-            await kube.run(router.set_weights, route, weights)
+            try:
+                await kube.run(router.set_weights, route, weights)
+            except ApiException as error:
+                blocker = _refusal(f"HTTPRoute {namespace}/{route_name}", error)
+                if blocker is None:
+                    raise
+    if blocker is not None:
+        reason, message = blocker
+        bound.warning("children not written", reason=reason, detail=message)
+        before = ModelDeploymentStatus.model_validate(old_status).conditions
+        decision.events += blocked.block(decision.status, before, reason, message, generation, now_iso)
     new_status = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     patch = merge_patch(old_status, new_status)
     if patch is not None:
-        await kube.run(kube.patch_status, namespace, name, patch)
+        written = await kube.run(kube.patch_status, namespace, name, patch)
+        if ctx.cache is not None:
+            ctx.cache.wrote(written)  # the next pass decides on this status, even before the watch delivers it
         bound.debug("status patched", patch=patch)
     for event in decision.events:
         (bound.warning if event.type == "Warning" else bound.info)(
@@ -244,12 +355,89 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
         ctx.post_event(body, event)
     _record_metrics(namespace, name, decision.status, decision.events)
     _check_limits(namespace, name, spec)
+    if blocker is not None and blocker[0] == "ChildRejected":
+        return True
+    return schedule.next_due(spec, decision.status, now, paused) or False
+
+
+def _refusal(what: str, error: ApiException) -> tuple[str, str] | None:
+    """A refusal by the API server (4xx, not a retried conflict) as ChildRejected; None for outages."""
+    if _transient(error) or _namespace_terminating(error) or not 400 <= error.status < 500:
+        return None
+    try:
+        detail = json.loads(error.body or "{}").get("message") or error.reason
+    except ValueError:
+        detail = error.body or error.reason
+    return "ChildRejected", f"{what} refused by the API server ({error.status} {error.reason}): {detail}"
+
+
+async def _write_children(
+    ctx: Context,
+    owner: builders.Owner,
+    children: list[dict[str, Any]],
+    live: dict[str, dict[str, Any]],
+    keep_revisions: set[str],
+    retire_kinds: list[tuple[str, str]],
+    bound: Any,
+) -> tuple[str, str] | None:
+    """Applies the children and deletes retired ones; returns (reason, message) when it could not.
+
+    Every child's live object is read first: if any name belongs to something this ModelDeployment
+    does not own, nothing is written (NameConflict). The first refusal stops the pass (ChildRejected).
+    """
+    kube, namespace = ctx.kube, owner.namespace
+    current: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    conflicts: list[str] = []
+    for manifest in children:
+        revision = manifest["metadata"]["labels"].get(naming.LABEL_ROLLOUT_ID)
+        known = live.get(revision) if manifest["kind"] == "Deployment" and revision else None
+        if known is None and ctx.cache is not None:
+            known = ctx.cache.child(manifest["kind"], namespace, owner.name, manifest["metadata"]["name"])
+        # Not in the cache: read it, so a name someone else took is never written over.
+        found = known if known is not None else await kube.run(kube.read, manifest)
+        if found is not None and not owned_by(found, owner.uid):
+            child = manifest["metadata"]["name"]
+            conflicts.append(str(NotOwnedError(manifest["kind"], namespace, child, describe_owner(found))))
+        current.append((manifest, found))
+    if conflicts:
+        return "NameConflict", "; ".join(conflicts)
+    what = ""
+    try:
+        for manifest, found in current:
+            what = f"{manifest['kind']} {namespace}/{manifest['metadata']['name']}"
+            if await kube.run(kube.apply, manifest, owner.uid, found):
+                bound.info("applied", kind=manifest["kind"], child=manifest["metadata"]["name"])
+        for revision in set(live) - keep_revisions:
+            retired = naming.deployment_name(owner.name, revision)
+            what = f"deleting Deployment {namespace}/{retired}"
+            await kube.run(kube.delete_deployment, namespace, retired, live[revision]["metadata"]["uid"])
+        for api_version, kind in retire_kinds:
+            if ctx.cache is not None and ctx.cache.child(kind, namespace, owner.name, owner.name) is None:
+                continue  # none exists (the cache holds every labelled one): nothing to read or delete
+            what = f"deleting {kind} {namespace}/{owner.name}"
+            await kube.run(kube.delete_if_exists, api_version, kind, namespace, owner.name, owner.uid)
+    except NotOwnedError as error:  # the name was taken between the read and the write
+        return "NameConflict", str(error)
+    except ApiException as error:
+        refusal = _refusal(what, error)
+        if refusal is None:
+            raise
+        return refusal
+    return None
 
 
 def _evidence(decision: Decision, event: Event) -> dict[str, Any] | None:
     rejected = decision.status.rejected
     if event.reason == "RolledBack" and rejected is not None:
         return rejected.model_dump(mode="json", by_alias=True, exclude_none=True)
+    rollout = decision.status.rollout
+    if event.type == "Warning" and rollout is not None and rollout.cause is not None:
+        # A hold's evidence: its cause and each check's canary and stable values this round.
+        checks = [
+            {"check": c.name, "phase": c.phase, "value": c.value, "stableValue": c.stable_value, "limit": c.limit}
+            for c in rollout.checks
+        ]
+        return {"cause": rollout.cause, "checks": checks}
     return None
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rollguard.core.policy import PodPolicy, split_list
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROLLGUARD_", extra="ignore")
@@ -22,7 +24,22 @@ class Settings(BaseSettings):
     prometheus_timeout_seconds: float = 5.0
     prometheus_breaker_failures: int = Field(default=5, description="Consecutive failures that open the breaker.")
     prometheus_breaker_reset_seconds: float = 30.0
-    resync_seconds: float = Field(default=5.0, description="How often each ModelDeployment is re-evaluated.")
+    prometheus_query_attempts: int = Field(
+        default=3, description="Attempts per query when Prometheus is unreachable, times out or answers 5xx."
+    )
+    prometheus_retry_max_seconds: float = Field(default=2.0, description="Longest back-off between attempts.")
+    prometheus_max_concurrent_queries: int = Field(
+        default=8, description="Queries in flight at once (their own threads, apart from Kubernetes API calls)."
+    )
+    resync_seconds: float = Field(
+        default=600.0,
+        description="Safety resync: how often an unchanged ModelDeployment with nothing due is looked at again "
+        "(from the watch cache, jittered ±10%). Changes and due times (analysis rounds, pauses, deadlines) wake a "
+        "pass on their own.",
+    )
+    max_concurrent_reconciles: int = Field(
+        default=16, ge=1, description="Passes running at once across objects (one at a time per object)."
+    )
     health_port: int = 8080
     metrics_port: int = 8081
     log_level: str = "INFO"
@@ -33,7 +50,33 @@ class Settings(BaseSettings):
         description="Namespace of the Lease; defaults to the pod's own (POD_NAMESPACE from the downward API).",
     )
     leader_election_lease: str = "rollguard-leader"
+    # The pod policy (core/policy.py): what a ModelDeployment's pods may use. Lists are comma-separated
+    # shell patterns; empty allows none, `*` allows any.
+    pod_default_service_account: str | None = Field(
+        default=None, description="ServiceAccount model pods run as; empty: the namespace's `default`."
+    )
+    pod_allowed_service_accounts: str = ""
+    pod_automount_service_account_token: bool = False
+    pod_allowed_secrets: str = ""
+    pod_allowed_config_maps: str = ""
+    pod_allowed_persistent_volume_claims: str = ""
+    pod_allowed_toleration_keys: str = ""
+    pod_allowed_node_selector_keys: str = "*"
+    pod_restricted_security_context: bool = True
 
     @property
     def namespace_list(self) -> list[str]:
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+    def pod_policy(self) -> PodPolicy:
+        return PodPolicy(
+            default_service_account=self.pod_default_service_account or None,
+            service_accounts=split_list(self.pod_allowed_service_accounts),
+            automount_service_account_token=self.pod_automount_service_account_token,
+            secrets=split_list(self.pod_allowed_secrets),
+            config_maps=split_list(self.pod_allowed_config_maps),
+            persistent_volume_claims=split_list(self.pod_allowed_persistent_volume_claims),
+            toleration_keys=split_list(self.pod_allowed_toleration_keys),
+            node_selector_keys=split_list(self.pod_allowed_node_selector_keys),
+            restricted_security_context=self.pod_restricted_security_context,
+        )

@@ -51,7 +51,7 @@ What the operator does to the objects it manages, and nothing more (see README "
 Used by the ClusterRole, or by the Role in each of watchNamespaces.
 */}}
 {{- define "rollguard.rules" -}}
-# ModelDeployments: watched and read; patched for kopf's finalizer; status written by every pass.
+# ModelDeployments: watched into the cache; patched once to drop the finalizer older versions added.
 - apiGroups: [rollguard.io]
   resources: [modeldeployments]
   verbs: [get, list, watch, patch]
@@ -67,29 +67,33 @@ Used by the ClusterRole, or by the Role in each of watchNamespaces.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
-# The model's Services (main, -stable, -canary): server-side applied.
+# The model's Services (main, -stable, -canary): watched into the cache, server-side applied.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
-# PodDisruptionBudget and HorizontalPodAutoscaler: applied, and deleted when the spec drops them.
+  verbs: [get, list, watch, create, patch]
+# PodDisruptionBudget and HorizontalPodAutoscaler: watched, applied, and deleted when the spec drops them.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Pods: listed (never changed) to say why a revision is not ready (ImagePullBackOff, ...).
 - apiGroups: [""]
   resources: [pods]
+  verbs: [list]
+# ReplicaSets: listed (never changed) while no pod explains it, for FailedCreate (Pod Security, quota).
+- apiGroups: [apps]
+  resources: [replicasets]
   verbs: [list]
 # Events on ModelDeployments (Promoted, RolledBack, ...).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# Gateway API: the weights of the user's HTTPRoute backendRefs.
+# Gateway API: the user's HTTPRoutes watched into the cache; the weights of their backendRefs patched.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end -}}
 
 {{/* kopf watches CRDs to notice resources appearing or changing (read-only, cluster-scoped). */}}

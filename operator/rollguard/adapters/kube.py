@@ -7,6 +7,7 @@ unchanged ModelDeployment costs no API writes.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, cast
 
 from kubernetes import client, config, dynamic
@@ -49,6 +50,33 @@ def contains(live: Any, desired: Any) -> bool:
     return bool(live == desired)
 
 
+def owned_by(live: Manifest, owner_uid: str) -> bool:
+    """True when `owner_uid` is the object's controller: rollguard writes and deletes nothing else."""
+    references = (live.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == owner_uid for ref in references)
+
+
+def describe_owner(live: Manifest) -> str:
+    """Who an object belongs to, as a user would look it up (`kubectl get <kind>/<name>`)."""
+    meta = live.get("metadata") or {}
+    references = meta.get("ownerReferences") or []
+    if references:
+        return ", ".join(f"{ref.get('kind')}/{ref.get('name')} (uid {ref.get('uid')})" for ref in references)
+    managers = sorted({entry.get("manager", "?") for entry in meta.get("managedFields") or []})
+    return "no owner" + (f"; written by {', '.join(managers)}" if managers else "")
+
+
+class NotOwnedError(Exception):
+    """A child's name is taken by an object this ModelDeployment does not own."""
+
+    def __init__(self, kind: str, namespace: str, name: str, owner: str) -> None:
+        self.kind, self.name, self.owner = kind, name, owner
+        super().__init__(
+            f"{kind} {namespace}/{name} already exists and is not owned by this ModelDeployment (owner: {owner}); "
+            f"rollguard leaves it untouched. Rename the ModelDeployment or remove that {kind}"
+        )
+
+
 def load_config() -> client.ApiClient:
     try:
         config.load_incluster_config()
@@ -82,15 +110,18 @@ class Kube:
             raise
 
     @_retrying
-    def revisions(self, namespace: str, md_name: str) -> tuple[dict[str, RevisionObserved], dict[str, Manifest]]:
-        """Child Deployments by rollout id, and their live objects."""
+    def revisions(
+        self, namespace: str, md_name: str, owner_uid: str
+    ) -> tuple[dict[str, RevisionObserved], dict[str, Manifest]]:
+        """Child Deployments by rollout id, and their live objects; labelled Deployments it does not own are ignored."""
         found = self.apps.list_namespaced_deployment(namespace, label_selector=f"{naming.LABEL_MD}={md_name}")
         observed: dict[str, RevisionObserved] = {}
         live: dict[str, Manifest] = {}
         for item in found.items:
             item_meta = item.metadata or client.V1ObjectMeta()
             revision = (item_meta.labels or {}).get(naming.LABEL_ROLLOUT_ID)
-            if not revision:
+            owners = item_meta.owner_references or []
+            if not revision or not any(ref.controller and ref.uid == owner_uid for ref in owners):
                 continue
             replicas = item.spec.replicas or 0
             ready = (item.status.ready_replicas or 0) if item.status else 0
@@ -106,76 +137,112 @@ class Kube:
         return observed, live
 
     def _failure(self, namespace: str, md_name: str, revision: str) -> str | None:
-        """Why pods are not ready, as a kubelet would say it (ImagePullBackOff, CrashLoopBackOff, ...)."""
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{naming.LABEL_MD}={md_name},{naming.LABEL_ROLLOUT_ID}={revision}"
-        )
+        """Why pods are not ready, as a kubelet would say it (ImagePullBackOff, CrashLoopBackOff, OOMKilled,
+        unschedulable), or why none could be created (the ReplicaSet's FailedCreate: Pod Security, quota).
+        Read only while a revision has fewer ready pods than wanted."""
+        selector = f"{naming.LABEL_MD}={md_name},{naming.LABEL_ROLLOUT_ID}={revision}"
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         for pod in pods.items:
             pod_name = pod.metadata.name if pod.metadata else "?"
             for container in (pod.status.container_statuses or []) if pod.status else []:
                 waiting = container.state.waiting if container.state else None
                 if waiting and waiting.reason:
-                    return f"pod {pod_name}: {waiting.reason}" + (f" ({waiting.message})" if waiting.message else "")
+                    last = container.last_state.terminated if container.last_state else None
+                    killed = f", last exit {last.reason}" if last and last.reason == "OOMKilled" else ""
+                    detail = f" ({waiting.message})" if waiting.message else ""
+                    return f"pod {pod_name}: {waiting.reason}{killed}{detail}"
             for condition in (pod.status.conditions or []) if pod.status else []:
                 if condition.type == "PodScheduled" and condition.status == "False":
                     return f"pod {pod_name} unschedulable: {condition.message or condition.reason}"
+        # ReplicaSet condition ReplicaFailure/FailedCreate: kubernetes pkg/controller/replicaset/replica_set_utils.go
+        for replica_set in self.apps.list_namespaced_replica_set(namespace, label_selector=selector).items:
+            for failure in (replica_set.status.conditions or []) if replica_set.status else []:
+                if failure.type == "ReplicaFailure" and failure.status == "True":
+                    name = replica_set.metadata.name if replica_set.metadata else "?"
+                    return f"ReplicaSet {name} {failure.reason}: {failure.message}"
         return None
 
     # -- writes ----------------------------------------------------------------------------
-    @_retrying
-    def apply(self, manifest: Manifest, live: Manifest | None = None) -> bool:
-        """Server-side apply unless the live object already matches; returns whether it wrote."""
+    def read(self, manifest: Manifest) -> Manifest | None:
+        """The live object a manifest would be applied to, or None when there is none."""
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
+        try:
+            return cast(Manifest, resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict())
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    @_retrying
+    def apply(self, manifest: Manifest, owner_uid: str, live: Manifest | None = None) -> bool:
+        """Server-side apply unless the live object already matches; returns whether it wrote.
+
+        Raises NotOwnedError, writing nothing, when the name is taken by an object `owner_uid` does not
+        control. Conflicts are forced only on objects verified as ours (to undo hand edits); a
+        create is never forced, so an object that appeared since the read fails with 409 and the
+        retry reads it again.
+        """
+        meta = manifest["metadata"]
         if live is None:
-            try:
-                live = resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            live = self.read(manifest)
+        if live is not None and not owned_by(live, owner_uid):
+            raise NotOwnedError(manifest["kind"], meta["namespace"], meta["name"], describe_owner(live))
         if live is not None and contains(live, manifest):
             return False
         metrics.API_WRITES.labels("apply").inc()
-        resource.server_side_apply(
-            body=manifest,
+        self._resource(manifest["apiVersion"], manifest["kind"]).server_side_apply(
+            # Our own bytes: the client's json.dumps escapes emoji as \ud83d\ude00, which the API server's YAML
+            # parser (apply-patch+yaml) refuses as an invalid escape.
+            body=json.dumps(manifest, ensure_ascii=False).encode(),
             name=meta["name"],
             namespace=meta["namespace"],
             field_manager=naming.FIELD_MANAGER,
-            force_conflicts=True,
+            force_conflicts=live is not None,
         )
         return True
 
     @_retrying
-    def delete_deployment(self, namespace: str, name: str) -> None:
+    def delete_deployment(self, namespace: str, name: str, uid: str) -> None:
+        """Deletes the Deployment only if it is still the object `uid` (one listed as ours)."""
         try:
             metrics.API_WRITES.labels("delete").inc()
-            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
+            options = client.V1DeleteOptions(
+                propagation_policy="Background", preconditions=client.V1Preconditions(uid=uid)
+            )
+            self.apps.delete_namespaced_deployment(name, namespace, body=options)
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):  # 409: the uid precondition failed, it is no longer ours
                 raise
 
     @_retrying
-    def delete_if_exists(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete_if_exists(self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+        """Deletes the object if `owner_uid` controls it; someone else's object of that name is left alone."""
         resource = self._resource(api_version, kind)
         try:
-            resource.get(name=name, namespace=namespace)
+            live = resource.get(name=name, namespace=namespace).to_dict()
         except ApiException as error:
             if error.status == 404:
-                return
+                return False
             raise
+        if not owned_by(live, owner_uid):
+            return False
         metrics.API_WRITES.labels("delete").inc()
         try:
-            resource.delete(name=name, namespace=namespace)
+            resource.delete(name=name, namespace=namespace, body={"preconditions": {"uid": live["metadata"]["uid"]}})
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):
                 raise
+        return True
 
     @_retrying
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Manifest:
+        """Merge-patches the status; returns the object as the API server now holds it."""
         metrics.API_WRITES.labels("patch_status").inc()
-        self.custom.patch_namespaced_custom_object_status(
+        written = self.custom.patch_namespaced_custom_object_status(
             naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name, {"status": status}
         )
+        return cast(Manifest, written)
 
     # -- async facade (the sync client must not block kopf's event loop) --------------------
     async def run(self, func: Any, *args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,8 @@ from rollguard.api.status import ModelDeploymentStatus
 from rollguard.core import naming
 
 CRD_PATH = Path(__file__).resolve().parents[3] / "crds" / f"{naming.PLURAL}.{naming.GROUP}.yaml"
-_DROP = {"title", "default", "$defs"}
+_DROP = {"title", "default", "$defs", "propertyNames"}  # map keys are checked by CEL (spec.map_keys)
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"  # DNS-1035: what a Service name must be
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -47,6 +48,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out["x-kubernetes-preserve-unknown-fields"] = True
         elif key == "additionalProperties" and value is False:
             continue
+        elif key == "patternProperties":  # a map with constrained keys: the keys are CEL-checked (spec.map_keys)
+            (value_schema,) = value.values()
+            out["additionalProperties"] = _structural(value_schema, defs)
         else:
             out[key] = _structural(value, defs)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
@@ -82,7 +86,12 @@ def build_crd() -> dict[str, Any]:
             {
                 "rule": "self.metadata.name.size() <= 40",
                 "message": "metadata.name must be at most 40 characters (child names append a revision hash)",
-            }
+            },
+            {
+                "rule": f"self.metadata.name.matches(r'{NAME_PATTERN}')",
+                "message": "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', starting with "
+                "a letter, no dots (it names the Services, e.g. fraud-v2 rather than fraud.v2)",
+            },
         ],
     }
     printer_columns = [

@@ -12,19 +12,38 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
-from rollguard.api.base import Duration, WireModel, duration_seconds
+from rollguard.api import kubetypes
+from rollguard.api.base import INT32_MAX, Duration, DurationRange, WireModel, duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ARTIFACT_URI = r"^(s3|gs|pvc|https|oci|hf)://.+$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# Label keys, nodeSelector keys and topology keys (a DNS-subdomain prefix, then a name of <= 63).
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# Resource names: the standard ones, or an extended resource with a domain (nvidia.com/gpu).
+EXTENDED_RESOURCE = (
+    r"^(cpu|memory|ephemeral-storage|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+"
+    r"/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$"
+)
 
-KubeObject = dict[str, Any]
-"""A Kubernetes sub-object (probe, toleration, valueFrom) passed through as written."""
+PromWindow = Annotated[str, DurationRange("1s", "168h")]
+"""A Prometheus range ([5m]) such as a query window: 1s to 7 days."""
+PromInterval = Annotated[str, DurationRange("1s", "24h")]
+"""How often analysis runs, also the default query window: 1s to 24 hours."""
 
 
 def _cel(rule: str, message: str) -> JsonDict:
     return {"rule": rule, "message": message}
+
+
+def map_keys(pattern: str, max_length: int, what: str) -> JsonDict:
+    """CEL for a map's keys (a structural schema has no propertyNames); the key type checks the same here."""
+    rule = f"self.all(k, k.size() <= {max_length} && k.matches(r'{pattern}'))"
+    return {"x-kubernetes-validations": [_cel(rule, f"every key must be {what} (at most {max_length} characters)")]}
 
 
 def _rules(*rules: JsonDict) -> ConfigDict:
@@ -52,36 +71,107 @@ class ModelRef(WireModel):
 
 
 class EnvVar(WireModel):
+    model_config = _rules(
+        _cel("!has(self.value) || !has(self.valueFrom)", "set value or valueFrom, not both"),
+    )
+
     name: Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=253)]
-    value: str | None = None
-    value_from: KubeObject | None = Field(default=None, description="As in a Pod's env[].valueFrom.")
+    value: str | None = Field(default=None, max_length=32768)
+    value_from: kubetypes.EnvVarSource | None = Field(default=None, description="As in a Pod's env[].valueFrom.")
+
+    @model_validator(mode="after")
+    def _value_or_value_from(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError("set value or valueFrom, not both")
+        return self
+
+
+ResourceName = Annotated[str, StringConstraints(pattern=EXTENDED_RESOURCE, max_length=317)]
+_RESOURCE_KEYS = map_keys(
+    EXTENDED_RESOURCE, 317, "cpu, memory, ephemeral-storage or an extended resource (vendor.com/x)"
+)
+# requests <= limits for every resource both name; an extended resource (vendor.com/x) needs equal ones.
+_REQUESTS_WITHIN_LIMITS = (
+    "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+    "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)"
+)
+_EXTENDED_EQUAL = (
+    "!has(self.requests) || self.requests.all(k, !k.contains('/') || (has(self.limits) && k in self.limits && "
+    "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) == 0))"
+)
 
 
 class Resources(WireModel):
-    requests: dict[str, str] = Field(default_factory=dict, description='e.g. {cpu: "1", memory: 2Gi}')
-    limits: dict[str, str] = Field(default_factory=dict, description='e.g. {nvidia.com/gpu: "1"}')
+    """Container resources; names are cpu, memory, ephemeral-storage or an extended resource (vendor.com/x)."""
+
+    model_config = _rules(
+        _cel(_REQUESTS_WITHIN_LIMITS, "resources.requests must not exceed resources.limits"),
+        _cel(_EXTENDED_EQUAL, "an extended resource (e.g. nvidia.com/gpu) needs limits equal to its requests"),
+    )
+
+    requests: dict[ResourceName, kubetypes.Quantity] = Field(
+        default_factory=dict,
+        max_length=16,
+        json_schema_extra=_RESOURCE_KEYS,
+        description='e.g. {cpu: "1", memory: 2Gi}',
+    )
+    limits: dict[ResourceName, kubetypes.Quantity] = Field(
+        default_factory=dict, max_length=16, json_schema_extra=_RESOURCE_KEYS, description='e.g. {nvidia.com/gpu: "1"}'
+    )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and kubetypes.quantity(request) > kubetypes.quantity(limit):
+                raise ValueError("resources.requests must not exceed resources.limits")
+            if "/" in name and (limit is None or kubetypes.quantity(request) != kubetypes.quantity(limit)):
+                raise ValueError("an extended resource (e.g. nvidia.com/gpu) needs limits equal to its requests")
+        return self
 
 
 class Runtime(WireModel):
     """The serving container."""
 
+    model_config = _rules(
+        _cel(
+            "!has(self.livenessProbe) || !has(self.livenessProbe.successThreshold) "
+            "|| self.livenessProbe.successThreshold <= 1",
+            "livenessProbe.successThreshold must be 1",
+        )
+    )
+
     image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
         description="Model server image, e.g. docker.io/seldonio/mlserver:1.6.1."
     )
     port: int = Field(default=8080, ge=1, le=65535, description="Port the model server listens on. Default 8080.")
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=list, max_length=64)
+    args: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=list, max_length=128)
     env: list[EnvVar] = Field(default_factory=list, max_length=200)
     resources: Resources = Field(default_factory=Resources)
-    readiness_probe: KubeObject | None = Field(
+    readiness_probe: kubetypes.Probe | None = Field(
         default=None, description="Pod readinessProbe. Default: TCP on the port, every 5s."
     )
-    liveness_probe: KubeObject | None = Field(
+    liveness_probe: kubetypes.Probe | None = Field(
         default=None, description="Pod livenessProbe. Default: TCP on the port after 30s, every 10s."
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="e.g. GPU node pools.")
-    tolerations: list[KubeObject] = Field(default_factory=list)
+    node_selector: dict[
+        Annotated[str, StringConstraints(pattern=QUALIFIED_NAME, max_length=317)],
+        Annotated[str, StringConstraints(pattern=LABEL_VALUE, max_length=63)],
+    ] = Field(
+        default_factory=dict,
+        max_length=32,
+        json_schema_extra=map_keys(QUALIFIED_NAME, 317, "a label key such as gpu or example.com/pool"),
+        description="e.g. GPU node pools. Keys are label keys, values label values.",
+    )
+    tolerations: list[kubetypes.Toleration] = Field(default_factory=list, max_length=32)
     service_account_name: str | None = None
+
+    @model_validator(mode="after")
+    def _liveness_succeeds_once(self) -> Runtime:
+        if (self.liveness_probe or {}).get("successThreshold", 1) > 1:
+            raise ValueError("livenessProbe.successThreshold must be 1")
+        return self
 
 
 class Autoscaling(WireModel):
@@ -98,14 +188,16 @@ class DisruptionBudget(WireModel):
     """Rendered as a PodDisruptionBudget over all serving pods."""
 
     enabled: bool = True
-    max_unavailable: int = Field(default=1, ge=0, description="Pods that voluntary disruptions may take at once.")
+    max_unavailable: int = Field(
+        default=1, ge=0, le=INT32_MAX, description="Pods that voluntary disruptions may take at once."
+    )
 
 
 class Spread(WireModel):
     """Spread replicas across nodes (topologySpreadConstraints)."""
 
-    topology_key: str = "kubernetes.io/hostname"
-    max_skew: int = Field(default=1, ge=1)
+    topology_key: Annotated[str, StringConstraints(pattern=QUALIFIED_NAME, max_length=317)] = "kubernetes.io/hostname"
+    max_skew: int = Field(default=1, ge=1, le=INT32_MAX)
     when_unsatisfiable: Literal["ScheduleAnyway", "DoNotSchedule"] = "ScheduleAnyway"
 
 
@@ -206,7 +298,9 @@ class RelativeToStable(WireModel):
     )
 
 
-MetricTemplate = Literal["error-rate", "latency", "request-rate"]
+MetricTemplate = Literal[
+    "error-rate", "latency", "mean-latency", "request-rate", "time-to-first-token", "inter-token-latency"
+]
 
 
 class MetricCheck(WireModel):
@@ -226,13 +320,16 @@ class MetricCheck(WireModel):
     name: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
     template: MetricTemplate | None = Field(
         default=None,
-        description="Built-in check: error-rate (fraction of 5xx), latency (seconds at `quantile`), request-rate.",
+        description="Built-in check on the revision's own pods: error-rate (fraction of failed requests), "
+        "latency (seconds at `quantile`), mean-latency (seconds), request-rate, time-to-first-token and "
+        "inter-token-latency (seconds at `quantile`; LLM servers). Which ones a server has: analysis.metricPreset.",
     )
     query: str | None = Field(
         default=None,
         max_length=4096,
         description="PromQL returning one number. Placeholders: {{ namespace }}, {{ model }}, {{ version }}, "
-        "{{ deployment }}, {{ interval }}, {{ name }}.",
+        '{{ deployment }}, {{ pod_regex }} (the revision\'s pods: pod=~"{{ pod_regex }}"), {{ interval }}, '
+        "{{ name }}.",
     )
     sample_query: str | None = Field(
         default=None,
@@ -241,12 +338,15 @@ class MetricCheck(WireModel):
         "Built-in templates count requests.",
     )
     quantile: float = Field(default=0.99, gt=0, lt=1, description="For template latency. Default 0.99.")
-    interval: Duration | None = Field(default=None, description="Window of the query. Default: analysis.interval.")
+    interval: PromWindow | None = Field(
+        default=None, description="Window of the query, 1s..168h. Default: analysis.interval."
+    )
     threshold_range: ThresholdRange | None = None
     relative_to_stable: RelativeToStable | None = None
     min_sample_count: int = Field(
         default=0,
         ge=0,
+        le=INT32_MAX,
         description="Below this many samples the measurement is inconclusive: neither a pass nor a failure.",
     )
 
@@ -266,9 +366,14 @@ class DriftGate(WireModel):
     name: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
     kind: Literal["feature", "prediction"] = "feature"
     max_score: float = Field(ge=0, description="Fail when the drift score (mean over the window) exceeds this.")
-    window: Duration = Field(default="5m", description="Window over which the score is averaged. Default 5m.")
+    window: PromWindow = Field(
+        default="5m", description="Window over which the score is averaged, 1s..168h. Default 5m."
+    )
     min_samples: int = Field(
-        default=100, ge=0, description="Samples (scored requests) needed in the window before judging. Default 100."
+        default=100,
+        ge=0,
+        le=INT32_MAX,
+        description="Samples (scored requests) needed in the window before judging. Default 100.",
     )
     query: str | None = Field(default=None, max_length=4096, description="Override the built-in drift query.")
 
@@ -280,6 +385,23 @@ class MetricsUnavailable(WireModel):
     action: Literal["Hold", "Rollback"] = Field(
         default="Hold",
         description="After the deadline: Hold (pause and wait for a human) or Rollback. Default Hold.",
+    )
+
+
+class DependencyHold(WireModel):
+    """Stable breaking the same limits in the same round as the canary is a shared outage: hold, not roll back."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Also measure stable against each check's thresholdRange; when every failed check fails on "
+        "stable too, hold the canary (cause Dependency) and resume once stable recovers. Default true.",
+    )
+    max_duration: Duration = Field(
+        default="30m", description="How long a shared outage may hold the canary before `action`. Default 30m."
+    )
+    action: Literal["Hold", "Rollback"] = Field(
+        default="Hold",
+        description="After maxDuration: Hold (pause and wait for a human) or Rollback the canary. Default Hold.",
     )
 
 
@@ -297,32 +419,36 @@ class PostPromotion(WireModel):
     continuous: bool = Field(default=False, description="Watch for as long as the version serves.")
 
 
-MetricPreset = Literal["rollguard", "mlserver", "triton"]
+MetricPreset = Literal["rollguard", "mlserver", "triton", "kserve", "vllm"]
 
 
 class Analysis(WireModel):
-    interval: Duration = Field(default="30s", description="How often checks run. Default 30s.")
+    interval: PromInterval = Field(default="30s", description="How often checks run, 1s..24h. Default 30s.")
     metric_preset: MetricPreset = Field(
         default="rollguard",
-        description="Metric names the built-in templates query: rollguard (model_requests_total ...), "
-        "mlserver (model_infer_request_success/failure), triton (nv_inference_request_*).",
+        description="Metric names the built-in templates query, selected by namespace and pod: rollguard "
+        "(model_requests_total ...), mlserver (model_infer_request_*_total), triton (nv_inference_request_*), "
+        "kserve (request_predict_seconds), vllm (vllm:*_seconds, http_requests_total).",
     )
     metrics: list[MetricCheck] = Field(default_factory=list, max_length=32)
     drift: list[DriftGate] = Field(default_factory=list, max_length=16)
     failure_limit: int = Field(
-        default=1, ge=0, description="Failed measurements tolerated; one more rolls back. Default 1."
+        default=1, ge=0, le=INT32_MAX, description="Failed measurements tolerated; one more rolls back. Default 1."
     )
     inconclusive_limit: int = Field(
         default=10,
         ge=0,
+        le=INT32_MAX,
         description="Inconclusive measurements (too few samples) tolerated; one more pauses the canary. Default 10.",
     )
     consecutive_error_limit: int = Field(
         default=2,
         ge=0,
+        le=INT32_MAX,
         description="Consecutive query errors tolerated before MetricsAvailable turns False. Default 2.",
     )
     metrics_unavailable: MetricsUnavailable = Field(default_factory=MetricsUnavailable)
+    dependency_hold: DependencyHold = Field(default_factory=DependencyHold)
     post_promotion: PostPromotion | None = None
 
     @property
@@ -351,6 +477,7 @@ class ModelDeploymentSpec(WireModel):
     progress_deadline_seconds: int = Field(
         default=600,
         ge=10,
+        le=INT32_MAX,
         description="A new version whose pods are not all ready within this is rolled back. Default 600.",
     )
     strategy: Strategy = Field(default_factory=Strategy)

@@ -12,9 +12,15 @@ from pydantic import Field
 from rollguard.api.base import StatusModel
 
 Phase = Literal["Pending", "Progressing", "Paused", "Promoting", "Ready", "RolledBack", "Failed", "Holding"]
-CheckPhase = Literal["Pending", "Passed", "Failed", "Inconclusive", "Error"]
+CheckPhase = Literal["Pending", "Passed", "Failed", "Inconclusive", "Error", "Invalid"]
 RolloutKind = Literal["Initial", "Rolling", "Canary", "Rollback"]
 Outcome = Literal["Promoted", "RolledBack", "Superseded", "Aborted"]
+Cause = Literal["Model", "Data", "Infrastructure", "Configuration", "Observability", "Dependency", "Manual"]
+CAUSE_DESCRIPTION = (
+    "Whose fault it was: Model (the version measured worse than its limits or stable), Data (a drift gate), "
+    "Infrastructure (pods not ready), Configuration (spec, route, query or policy), Observability (metrics "
+    "unavailable or too thin), Dependency (stable broke the same limits in the same round), Manual (a user)."
+)
 
 
 class Condition(StatusModel):
@@ -79,6 +85,16 @@ class RolloutStatus(StatusModel):
     last_verdict: str | None = None
     metrics_unavailable_since: str | None = None
     paused_reason: str | None = None
+    paused_at: str | None = Field(
+        default=None, description="When spec.paused or the paused annotation stopped the deadline clocks."
+    )
+    dependency_hold_since: str | None = Field(
+        default=None, description="Since when stable and canary break the same limits (a shared outage): held."
+    )
+    dependency_recovered_at: str | None = Field(
+        default=None, description="When stable stopped breaking them; the hold lasts one more window and interval."
+    )
+    cause: Cause | None = Field(default=None, description="While phase is Holding: why. " + CAUSE_DESCRIPTION)
 
 
 class WatchStatus(StatusModel):
@@ -106,6 +122,7 @@ class Rejection(StatusModel):
     value: float | None = None
     limit: str | None = None
     query: str | None = None
+    cause: Cause | None = Field(default=None, description=CAUSE_DESCRIPTION)
     at: str
 
 
@@ -118,6 +135,7 @@ class HistoryEntry(StatusModel):
     image: str
     outcome: Outcome
     reason: str = ""
+    cause: Cause | None = Field(default=None, description="For a rollback: " + CAUSE_DESCRIPTION)
     at: str
     metrics: dict[str, float] = Field(default_factory=dict, description="Check values at promotion/rollback.")
     template: dict[str, Any] = Field(default_factory=dict)

@@ -6,12 +6,13 @@ to the API server. Golden files in tests/golden/ pin their output.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 from rollguard.api.spec import ModelDeploymentSpec, ModelRef, Runtime
 from rollguard.api.status import RevisionRef
-from rollguard.core import naming
+from rollguard.core import naming, policy
 
 Manifest = dict[str, Any]
 CONTAINER_NAME = "model-server"
@@ -105,8 +106,11 @@ def deployment(
     target: RevisionRef,
     replicas: int | None,
     role: str,
+    pod_policy: policy.PodPolicy = policy.LOCKED_DOWN,
 ) -> Manifest:
     """One Deployment per revision. `replicas=None` leaves the count to the autoscaler.
+
+    The ServiceAccount, token mount and securityContext are the platform's (`pod_policy`).
 
     The role (stable/canary) is a label on the Deployment, never on its pods, so promotion
     changes no pod template and restarts nothing.
@@ -114,13 +118,15 @@ def deployment(
     model = ModelRef.model_validate(target.template["model"])
     runtime = Runtime.model_validate(target.template["runtime"])
     labels = pod_labels(owner, target)
-    pod_spec: dict[str, Any] = {"containers": [_container(model, runtime, target.revision)]}
+    container = _container(model, runtime, target.revision)
+    if pod_policy.restricted_security_context:
+        container["securityContext"] = copy.deepcopy(policy.CONTAINER_SECURITY_CONTEXT)
+    pod_spec: dict[str, Any] = {"containers": [container]}
     if runtime.node_selector:
         pod_spec["nodeSelector"] = dict(runtime.node_selector)
     if runtime.tolerations:
         pod_spec["tolerations"] = list(runtime.tolerations)
-    if runtime.service_account_name:
-        pod_spec["serviceAccountName"] = runtime.service_account_name
+    pod_spec.update(copy.deepcopy(policy.pod_identity(target.template["runtime"], pod_policy)))
     if spec.spread is not None:
         pod_spec["topologySpreadConstraints"] = [
             {

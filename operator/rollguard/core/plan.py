@@ -17,6 +17,8 @@ class PlannedCheck:
     query: str
     samples_query: str | None
     stable_query: str | None
+    # The stable side is queried only as evidence of a shared outage (dependencyHold), not to judge.
+    stable_evidence_only: bool = False
 
 
 def _target(name: str, namespace: str, ref: RevisionRef, interval: str) -> Target:
@@ -52,9 +54,16 @@ def render_all(
     for check, query, window in _queries(spec):
         subject_target = _target(name, namespace, subject, window)
         compare = isinstance(check, MetricCheck) and check.relative_to_stable is not None
+        # Stable measured against the same absolute limits tells a shared outage from a bad canary.
+        evidence = (
+            not compare
+            and isinstance(check, MetricCheck)
+            and check.threshold_range is not None
+            and spec.analysis.dependency_hold.enabled
+        )
         stable_query = (
             render(query.value, _target(name, namespace, baseline, window))
-            if compare and baseline is not None
+            if (compare or evidence) and baseline is not None
             else None
         )
         planned.append(
@@ -63,6 +72,7 @@ def render_all(
                 query=render(query.value, subject_target),
                 samples_query=render(query.samples, subject_target) if query.samples else None,
                 stable_query=stable_query,
+                stable_evidence_only=evidence and stable_query is not None,
             )
         )
     return planned

@@ -14,6 +14,7 @@ from typing import Literal
 from rollguard.api.base import duration_seconds
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import (
+    Cause,
     CheckResult,
     HistoryEntry,
     ModelDeploymentStatus,
@@ -25,7 +26,7 @@ from rollguard.api.status import (
     RolloutStatus,
     WatchStatus,
 )
-from rollguard.core import actions, analysis, clock, naming
+from rollguard.core import actions, analysis, attribution, clock, naming, policy
 from rollguard.core.builders import revision_ref
 from rollguard.core.facts import Event, RevisionObserved
 from rollguard.core.plan import has_checks
@@ -46,6 +47,7 @@ class Inputs:
     analysis: list[CheckResult] | None = None
     route_missing: bool = False
     metrics_configured: bool = True
+    pod_policy: policy.PodPolicy = policy.LOCKED_DOWN
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     route_weights: tuple[int, int] | None = None
     invalid: list[str] = field(default_factory=list)
+    invalid_reason: str = "InvalidSpec"
 
 
 def canary_replicas(total: int, weight: int) -> int:
@@ -115,7 +118,9 @@ class _Pass:
         self.events.append(Event(type_, reason, message))
 
     # -- history -----------------------------------------------------------------------------
-    def record(self, ref: RevisionRef, outcome: Outcome, reason: str, checks: list[CheckResult]) -> None:
+    def record(
+        self, ref: RevisionRef, outcome: Outcome, reason: str, checks: list[CheckResult], cause: Cause | None = None
+    ) -> None:
         entry = HistoryEntry(
             revision=ref.revision,
             version=ref.version,
@@ -123,6 +128,7 @@ class _Pass:
             image=ref.image,
             outcome=outcome,
             reason=reason,
+            cause=cause,
             at=self.now_iso,
             metrics={c.name: c.value for c in checks if c.value is not None},
             template=ref.template,
@@ -185,7 +191,8 @@ class _Pass:
             )
             self.status.watch = WatchStatus(revision=target.revision, started_at=self.now_iso, until=until)
 
-    def reject(self, target: RevisionRef, reason: str, message: str, evidence: CheckResult | None) -> None:
+    def reject(self, target: RevisionRef, reason: str, message: str, evidence: CheckResult | None) -> Cause | None:
+        cause = attribution.cause_of(reason, evidence)
         self.status.rejected = Rejection(
             revision=target.revision,
             version=target.version,
@@ -195,18 +202,20 @@ class _Pass:
             value=evidence.value if evidence else None,
             limit=evidence.limit if evidence else None,
             query=evidence.query if evidence else None,
+            cause=cause,
             at=self.now_iso,
         )
+        return cause
 
     def roll_back(self, rollout: RolloutStatus, reason: str, message: str, evidence: CheckResult | None) -> None:
-        self.reject(rollout.target, reason, message, evidence)
-        self.record(rollout.target, "RolledBack", f"{reason}: {message}", rollout.checks)
+        cause = self.reject(rollout.target, reason, message, evidence)
+        self.record(rollout.target, "RolledBack", f"{reason}: {message}", rollout.checks, cause)
         self.status.rollout = None
         serving = self.status.stable.version if self.status.stable else "nothing"
         self.event(
             "Warning",
             "RolledBack",
-            f"version {rollout.target.version} rolled back ({reason}): {message}; serving {serving}",
+            f"version {rollout.target.version} rolled back ({reason}, cause {cause}): {message}; serving {serving}",
         )
 
     def scale_down_delay(self) -> float:
@@ -249,6 +258,7 @@ def _release_hold(rollout: RolloutStatus) -> None:
     rollout.paused_reason = None
     rollout.inconclusive = 0
     rollout.metrics_unavailable_since = None
+    rollout.dependency_hold_since = rollout.dependency_recovered_at = None
 
 
 def _undo(p: _Pass, version: str) -> None:
@@ -312,6 +322,26 @@ def _choose_rollout(p: _Pass) -> None:
         p.start("Canary" if p.spec.strategy.type == "Canary" else "Rolling", desired)
 
 
+def _stop_clocks_while_paused(p: _Pass, rollout: RolloutStatus) -> None:
+    """A pause stops every deadline clock: on resume their start times move on by the time paused."""
+    if p.paused:
+        rollout.paused_at = rollout.paused_at or p.now_iso
+        return
+    if rollout.paused_at is None:
+        return
+    paused_seconds = max(0.0, clock.seconds_since(rollout.paused_at, p.now))
+    for clock_field in (
+        "step_started_at",
+        "metrics_unavailable_since",
+        "dependency_hold_since",
+        "dependency_recovered_at",
+    ):
+        started = getattr(rollout, clock_field)
+        if started is not None:
+            setattr(rollout, clock_field, clock.later(clock.parse(started), paused_seconds))
+    rollout.paused_at = None
+
+
 def _deadline_passed(p: _Pass, rollout: RolloutStatus) -> bool:
     return clock.seconds_since(rollout.step_started_at, p.now) > p.spec.progress_deadline_seconds
 
@@ -334,7 +364,11 @@ def _progress_readiness_gated(p: _Pass, rollout: RolloutStatus) -> None:
         if rollout.kind == "Initial" or p.status.stable is None:
             if rollout.paused_reason != "ProgressDeadlineExceeded":
                 rollout.paused_reason = "ProgressDeadlineExceeded"
-                p.event("Warning", "ProgressDeadlineExceeded", f"{message}; no known-good version to go back to")
+                p.event(
+                    "Warning",
+                    "ProgressDeadlineExceeded",
+                    f"{message}; no known-good version to go back to (cause Infrastructure)",
+                )
         else:
             p.roll_back(rollout, "ProgressDeadlineExceeded", message, None)
 
@@ -344,18 +378,63 @@ def _take_analysis(p: _Pass, rollout: RolloutStatus, results: list[CheckResult])
     rollout.checks = results
     rollout.last_analysis_at = p.now_iso
     rollout.last_verdict = verdict
+    if verdict == "Invalid":
+        # The spec's fault, not Prometheus': hold (summary says Stalled) and start no deadline clock.
+        rollout.consecutive_errors = 0
+        rollout.metrics_unavailable_since = None
+        return
     if verdict == "Unavailable":
         rollout.consecutive_errors += 1
         rollout.metrics_unavailable_since = rollout.metrics_unavailable_since or p.now_iso
         return
     rollout.consecutive_errors = 0
     rollout.metrics_unavailable_since = None
+    if _shared_outage(p, rollout, results, verdict):
+        return
     if verdict == "Failed":
         rollout.failures += 1
     elif verdict == "Inconclusive":
         rollout.inconclusive += 1
     else:
         rollout.passed_rounds_at_step += 1
+
+
+def _shared_outage(p: _Pass, rollout: RolloutStatus, results: list[CheckResult], verdict: str) -> bool:
+    """True when this round's failures are stable's too: held (cause Dependency), not counted."""
+    shared = attribution.shared_outage(p.spec.analysis.metrics, results) if verdict == "Failed" else []
+    if shared and p.spec.analysis.dependency_hold.enabled:
+        rollout.dependency_recovered_at = None
+        if rollout.dependency_hold_since is None:
+            rollout.dependency_hold_since = p.now_iso
+            evidence = "; ".join(failure.describe() for failure in shared)
+            p.event(
+                "Warning",
+                "DependencyHold",
+                f"holding version {rollout.target.version} (cause Dependency): stable breaks the same limits in "
+                f"the same round, a shared outage, not the canary's fault: {evidence}; resumes when stable recovers",
+            )
+        return True
+    if rollout.dependency_hold_since is not None:
+        # The canary's own windows still hold outage data for a while after stable's clear: not its fault yet.
+        rollout.dependency_recovered_at = rollout.dependency_recovered_at or p.now_iso
+        settling = clock.seconds_since(rollout.dependency_recovered_at, p.now) < _settle_seconds(p.spec)
+        if verdict == "Failed" and settling:
+            return True
+        held_for = int(clock.seconds_since(rollout.dependency_hold_since, p.now))
+        rollout.dependency_hold_since = rollout.dependency_recovered_at = None
+        p.event(
+            "Normal",
+            "DependencyRecovered",
+            f"stable recovered after a {held_for}s shared outage; judging version {rollout.target.version} again",
+        )
+    return False
+
+
+def _settle_seconds(spec: ModelDeploymentSpec) -> float:
+    """After stable recovers: one query window (the longest check's) plus one interval to clear the outage."""
+    analysis_ = spec.analysis
+    windows = [duration_seconds(check.interval or analysis_.interval) for check in analysis_.metrics]
+    return max(windows, default=0.0) + analysis_.interval_seconds
 
 
 def _step_done(p: _Pass, rollout: RolloutStatus) -> bool:
@@ -391,6 +470,8 @@ def _progress_canary(p: _Pass, rollout: RolloutStatus) -> None:
         detail = f"check {failed.name}: {failed.message} (limit {failed.limit})" if failed else ""
         p.roll_back(rollout, "AnalysisFailed", detail or "analysis failed", failed)
         return
+    if _dependency_hold_expired(p, rollout):
+        return
     unavailable_for = clock.seconds_since(rollout.metrics_unavailable_since, p.now)
     if unavailable_for != float("inf") and unavailable_for > duration_seconds(limits.metrics_unavailable.deadline):
         if limits.metrics_unavailable.action == "Rollback":
@@ -401,7 +482,7 @@ def _progress_canary(p: _Pass, rollout: RolloutStatus) -> None:
             p.event(
                 "Warning",
                 "MetricsUnavailable",
-                f"holding version {rollout.target.version}: no usable "
+                f"holding version {rollout.target.version} (cause Observability): no usable "
                 f"metrics for {int(unavailable_for)}s; resume, promote or abort by hand",
             )
     if rollout.inconclusive > limits.inconclusive_limit and rollout.paused_reason is None:
@@ -409,11 +490,31 @@ def _progress_canary(p: _Pass, rollout: RolloutStatus) -> None:
         p.event(
             "Warning",
             "InconclusiveAnalysis",
-            f"holding version {rollout.target.version}: "
+            f"holding version {rollout.target.version} (cause Observability): "
             f"{rollout.inconclusive} inconclusive rounds (limit {limits.inconclusive_limit})",
         )
     if not p.paused and rollout.paused_reason is None and _step_done(p, rollout):
         _advance(p, rollout, "checks passed" if has_checks(p.spec) else "pause elapsed")
+
+
+def _dependency_hold_expired(p: _Pass, rollout: RolloutStatus) -> bool:
+    """After dependencyHold.maxDuration a shared outage gets its action; True when rolled back."""
+    hold = p.spec.analysis.dependency_hold
+    held_for = clock.seconds_since(rollout.dependency_hold_since, p.now)
+    if held_for == float("inf") or held_for <= duration_seconds(hold.max_duration):
+        return False
+    message = f"stable and canary broke the same limits for {int(held_for)}s (dependencyHold.maxDuration)"
+    if hold.action == "Rollback":
+        p.roll_back(rollout, "DependencyOutage", message, analysis.first_failure(rollout.checks))
+        return True
+    if rollout.paused_reason is None:
+        rollout.paused_reason = "DependencyOutage"
+        p.event(
+            "Warning",
+            "DependencyOutage",
+            f"holding version {rollout.target.version} (cause Dependency): {message}; resume, promote or abort by hand",
+        )
+    return False
 
 
 def _progress_watch(p: _Pass) -> None:
@@ -436,20 +537,21 @@ def _progress_watch(p: _Pass) -> None:
         failed = analysis.first_failure(watch.checks)
         previous = p.last_known_good(exclude=stable.revision)
         detail = f"check {failed.name}: {failed.message} (limit {failed.limit})" if failed else "analysis failed"
-        p.reject(stable, "PostPromotionAnalysisFailed", detail, failed)
-        p.record(stable, "RolledBack", f"PostPromotionAnalysisFailed: {detail}", watch.checks)
+        cause = p.reject(stable, "PostPromotionAnalysisFailed", detail, failed)
+        p.record(stable, "RolledBack", f"PostPromotionAnalysisFailed: {detail}", watch.checks, cause)
         p.status.watch = None
         if previous is None:
             p.event(
                 "Warning",
                 "DegradedNoKnownGood",
-                f"stable version {stable.version} degraded ({detail}) and there is no earlier known-good version",
+                f"stable version {stable.version} degraded (cause {cause}: {detail}) and there is no earlier "
+                "known-good version",
             )
             return
         p.event(
             "Warning",
             "RolledBack",
-            f"stable version {stable.version} degraded after promotion ({detail}); "
+            f"stable version {stable.version} degraded after promotion (cause {cause}: {detail}); "
             f"rolling back to known-good {previous.version}",
         )
         p.start("Rollback", previous, f"stable {stable.version} degraded after promotion: {detail}")
@@ -491,10 +593,17 @@ def decide(inputs: Inputs) -> Decision:
     """One reconcile pass: what to run, what status to write, what to tell the user."""
     p = _Pass(inputs)
     invalid = problems_of(inputs.spec, inputs.route_missing, inputs.metrics_configured)
+    invalid_reason = "InvalidSpec"
+    if not invalid:
+        # The platform's pod policy gates every new revision: a refused one is never written.
+        invalid = policy.violations(p.desired.template["runtime"], inputs.pod_policy)
+        invalid_reason = "PolicyViolation" if invalid else invalid_reason
     if not invalid:
         _apply_actions(p)
         _choose_rollout(p)
         rollout = p.status.rollout
+        if rollout is not None:
+            _stop_clocks_while_paused(p, rollout)
         if rollout is not None and not p.paused:
             if rollout.kind == "Canary":
                 _progress_canary(p, rollout)
@@ -513,6 +622,7 @@ def decide(inputs: Inputs) -> Decision:
         base_replicas=p.base_replicas(),
         paused=p.paused,
         invalid=invalid,
+        invalid_reason=invalid_reason,
         now_iso=p.now_iso,
     )
     return Decision(
@@ -522,4 +632,5 @@ def decide(inputs: Inputs) -> Decision:
         events=p.events,
         route_weights=_route_weights(p),
         invalid=invalid,
+        invalid_reason=invalid_reason,
     )

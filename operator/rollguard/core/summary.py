@@ -5,6 +5,8 @@ from __future__ import annotations
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import ModelDeploymentStatus, RevisionRef, RolloutStatus, WatchStatus
 from rollguard.core import naming
+from rollguard.core.analysis import invalid_checks
+from rollguard.core.attribution import cause_of
 from rollguard.core.conditions import Truth, get_condition, set_condition
 from rollguard.core.facts import Event, RevisionObserved
 from rollguard.core.plan import has_checks
@@ -12,7 +14,8 @@ from rollguard.core.plan import has_checks
 HOLD_REASONS = {
     "MetricsUnavailable": "metrics unavailable past analysis.metricsUnavailable.deadline",
     "InconclusiveAnalysis": "too many inconclusive rounds (analysis.inconclusiveLimit)",
-    "ProgressDeadlineExceeded": "pods not ready within progressDeadlineSeconds",
+    "ProgressDeadlineExceeded": "pods not ready within spec.progressDeadlineSeconds",
+    "DependencyOutage": "stable and canary broke the same limits past analysis.dependencyHold.maxDuration",
 }
 
 
@@ -31,11 +34,56 @@ def _rollout_message(rollout: RolloutStatus, spec: ModelDeploymentSpec, stable: 
     return f"{rollout.kind.lower()} rollout of {target}: waiting for all pods to be ready{serving}"
 
 
+def _waiting(spec: ModelDeploymentSpec, rollout: RolloutStatus, name: str) -> tuple[str, str] | None:
+    """(reason, text) while the rollout waits on metrics or on a human without being stuck."""
+    limits = spec.analysis
+    if rollout.dependency_hold_since is not None:
+        hold = limits.dependency_hold
+        return "DependencyHold", (
+            f"stable breaks the same limits as the canary since {rollout.dependency_hold_since} (a shared outage, "
+            f"see the DependencyHold Event); resumes when stable recovers; after analysis.dependencyHold.maxDuration "
+            f"({hold.max_duration}) it will {'roll back' if hold.action == 'Rollback' else 'hold for a human'}"
+        )
+    if rollout.metrics_unavailable_since is not None and rollout.consecutive_errors > limits.consecutive_error_limit:
+        return "WaitingForMetrics", (
+            f"waiting for metrics since {rollout.metrics_unavailable_since}, no counter advances; after "
+            f"analysis.metricsUnavailable.deadline ({limits.metrics_unavailable.deadline}) it will "
+            f"{'roll back' if limits.metrics_unavailable.action == 'Rollback' else 'hold for a human'}"
+        )
+    canary = spec.strategy.canary
+    if rollout.kind != "Canary" or canary is None or rollout.promoting or rollout.weight_reached_at is None:
+        return None
+    step = min(rollout.step_index, len(canary.steps) - 1)
+    if canary.steps[step].pause.duration is None:
+        return "AwaitingPromotion", f"step {step + 1} waits for a human: `kubectl rollguard promote {name}`"
+    return None
+
+
+def _held(reason: str, text: str) -> str:
+    cause = cause_of(reason)
+    return f"held (cause {cause}): {text}" if cause else f"held: {text}"
+
+
+def _refused_queries(spec: ModelDeploymentSpec, tracked: RolloutStatus | WatchStatus | None) -> str | None:
+    """What Prometheus refused in the last round, naming each check's field; None when nothing was."""
+    if tracked is None or tracked.last_verdict != "Invalid":
+        return None
+    fields = {c.name: f"spec.analysis.metrics[{i}]" for i, c in enumerate(spec.analysis.metrics)}
+    fields |= {g.name: f"spec.analysis.drift[{i}]" for i, g in enumerate(spec.analysis.drift)}
+    refused = [
+        f"{fields.get(c.name, 'spec.analysis')} (check {c.name}): {c.message}" for c in invalid_checks(tracked.checks)
+    ]
+    return "; ".join(refused) + "; fix the query in the spec: no analysis can pass until then"
+
+
 def _metrics_condition(
     spec: ModelDeploymentSpec, tracked: RolloutStatus | WatchStatus | None
 ) -> tuple[Truth, str, str] | None:
     if not has_checks(spec) or tracked is None or tracked.last_verdict is None:
         return None
+    refused = _refused_queries(spec, tracked)
+    if refused is not None:
+        return "False", "InvalidQuery", f"cannot measure: {refused}"
     if tracked.metrics_unavailable_since is None:
         return "True", "Measured", "the last analysis round got data for every check"
     if tracked.consecutive_errors <= spec.analysis.consecutive_error_limit:
@@ -61,6 +109,7 @@ def summarize(
     paused: bool,
     invalid: list[str],
     now_iso: str,
+    invalid_reason: str = "InvalidSpec",
 ) -> list[Event]:
     """Fills phase, conditions and counters in place; returns events for condition changes."""
     events: list[Event] = []
@@ -77,28 +126,44 @@ def summarize(
     if invalid:
         message = "; ".join(invalid)
         status.phase = "Failed"
-        ready = ("False", "InvalidSpec", f"spec cannot be applied: {message}")
-        stalled = ("True", "InvalidSpec", message)
+        ready = ("False", invalid_reason, f"spec cannot be applied: {message}")
+        stalled = ("True", invalid_reason, message)
         if previous_stalled is None or previous_stalled.message != message:
-            events.append(Event("Warning", "InvalidSpec", f"{message} (the running version keeps serving)"))
+            events.append(Event("Warning", invalid_reason, f"{message} (the running version keeps serving)"))
     elif rollout is not None:
         message = _rollout_message(rollout, spec, stable)
         ready = ("False", "RollingBack" if rollout.kind == "Rollback" else "RolloutInProgress", message)
+        refused = _refused_queries(spec, rollout)
         if rollout.paused_reason:
             status.phase = "Holding"
-            held = f"held: {HOLD_REASONS.get(rollout.paused_reason, rollout.paused_reason)}; {message}"
+            held = _held(
+                rollout.paused_reason, f"{HOLD_REASONS.get(rollout.paused_reason, rollout.paused_reason)}; {message}"
+            )
             stalled = ("True", rollout.paused_reason, held)
+            message = held
+        elif refused is not None:
+            status.phase = "Holding"
+            held = _held("InvalidQuery", f"invalid query in {refused}; {message}")
+            stalled = ("True", "InvalidQuery", held)
             message = held
         elif paused:
             status.phase = "Paused"
             reconciling = ("True", "Paused", f"paused by spec.paused or the rollguard.io/paused annotation; {message}")
+        elif (waiting := _waiting(spec, rollout, name)) is not None:
+            status.phase = "Holding"
+            held = _held(waiting[0], f"{waiting[1]}; {message}")
+            reconciling = ("True", waiting[0], held)
+            message = held
         else:
             status.phase = "Promoting" if rollout.promoting else "Progressing"
             reconciling = ("True", rollout.kind, message)
+        hold_reason = (stalled if stalled[0] == "True" else reconciling)[1] if status.phase == "Holding" else None
+        rollout.cause = cause_of(hold_reason) if hold_reason else None
     elif rejected is not None:
         serving = stable.version if stable else "nothing"
         message = (
-            f"version {rejected.version} was rolled back ({rejected.reason}: {rejected.message}); serving "
+            f"version {rejected.version} was rolled back ({rejected.reason}"
+            f"{f', cause {rejected.cause}' if rejected.cause else ''}: {rejected.message}); serving "
             f"{serving}. Push a new version, or `kubectl rollguard retry {name}`"
         )
         status.phase = "RolledBack"
@@ -120,6 +185,18 @@ def summarize(
         ready = ("False", "ScalingUp", message)
         reconciling = ("True", "ScalingUp", message)
 
+    refused_after_promotion = _refused_queries(spec, status.watch) if rollout is None and not invalid else None
+    if refused_after_promotion is not None and stalled[0] == "False":
+        stalled = (
+            "True",
+            "InvalidQuery",
+            f"post-promotion analysis cannot run: invalid query in {refused_after_promotion}",
+        )
+        message = f"{message}; {stalled[2]}"
+    if stalled[1] == "InvalidQuery" and (
+        previous_stalled is None or previous_stalled.reason != "InvalidQuery" or previous_stalled.message != stalled[2]
+    ):
+        events.append(Event("Warning", "InvalidQuery", stalled[2]))
     status.message = message
     for type_, (truth, reason, text) in (("Ready", ready), ("Reconciling", reconciling), ("Stalled", stalled)):
         conditions = set_condition(conditions, type_, truth, reason, text, generation, now_iso)

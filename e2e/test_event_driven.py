@@ -1,0 +1,153 @@
+"""Issue 10, the operator side: event-driven passes from a watch-fed cache, on the real control plane.
+
+What the API server saw is counted by a proxy the operator is pointed at (e2e/api_proxy.py), not by
+the operator's own counters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e import md
+from e2e.api_proxy import CountingProxy
+from e2e.rollguard_process import RollguardProcess
+from e2e.test_canary import canary
+from e2e.waiting import wait_for
+
+LEGACY_FINALIZER = "rollguard.io/finalizer"
+IDLE_SECONDS = 20
+
+
+@pytest.fixture
+def proxy(control_plane: Any) -> Iterator[CountingProxy]:
+    with CountingProxy(control_plane.api_url) as counting:
+        yield counting
+
+
+@pytest.fixture
+def start_proxied(
+    control_plane: Any, namespace: str, crd: None, proxy: CountingProxy
+) -> Iterator[Callable[..., RollguardProcess]]:
+    """Factory: the operator for the test's namespace, talking to the API server through the proxy."""
+    started: list[RollguardProcess] = []
+    kubeconfig = proxy.kubeconfig(control_plane.log_dir / f"kubeconfig-proxied-{namespace}", control_plane.admin_token)
+
+    def start(**env: str) -> RollguardProcess:
+        process = RollguardProcess(
+            kubeconfig=kubeconfig,
+            log_file=control_plane.log_dir / f"rollguard-{namespace}-proxied-{len(started)}.log",
+            namespaces=[namespace],
+            prometheus_url=control_plane.prometheus_url,
+            extra_env=env,
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def _rolling(name: str, version: str = "1.0.0") -> dict[str, Any]:
+    return md.manifest(name, version=version, replicas=1)
+
+
+def _serving(api: client.ApiClient, namespace: str, name: str) -> Callable[[], bool]:
+    return lambda: md.serving(api, namespace, name, "1.0.0")
+
+
+def _settled(api: client.ApiClient, namespace: str, name: str) -> bool:
+    status = md.status(api, namespace, name)
+    return status.get("phase") == "Ready" and not status.get("rollout") and not status.get("retired")
+
+
+def test_idle_object_costs_no_requests_and_carries_nothing_of_kopf(
+    control_plane: Any,
+    kube_api: client.ApiClient,
+    namespace: str,
+    proxy: CountingProxy,
+    start_proxied: Callable[..., RollguardProcess],
+) -> None:
+    operator = start_proxied()  # the harness's 1 s safety resync: even then an idle object costs nothing
+    md.apply(control_plane, namespace, _rolling("idle"))
+    wait_for(lambda: _settled(kube_api, namespace, "idle"), 60, message="idle: Ready with nothing in progress")
+    time.sleep(2)  # let the last watch events (our own status patch) arrive before counting starts
+    mark = proxy.mark()
+    passes_before = operator.metric("rollguard_reconcile_seconds_count")
+    time.sleep(IDLE_SECONDS)  # the measurement window itself
+    seen = proxy.since(mark)
+    writes = [f"{r.method} {r.path}" for r in seen if r.write]
+    reads = [f"{r.method} {r.path}" for r in seen if not r.write and not r.watch]
+    passes = operator.metric("rollguard_reconcile_seconds_count") - passes_before
+    assert not writes, f"an idle ModelDeployment costs no writes at the API server over {IDLE_SECONDS}s: {writes}"
+    assert not reads, f"nor reads (passes read the watch cache): {reads}"
+    assert passes >= IDLE_SECONDS / 2, f"the 1 s safety resync still ran passes ({passes}), from the cache alone"
+    meta = (md.get(kube_api, namespace, "idle") or {})["metadata"]
+    assert not meta.get("finalizers"), f"no finalizer on the object: {meta.get('finalizers')}"
+    kopf_marks = [key for key in meta.get("annotations") or {} if "kopf" in key]
+    assert not kopf_marks, f"kopf keeps no state on the object: {kopf_marks}"
+
+
+def test_model_deployment_deletes_with_the_operator_stopped_and_a_legacy_finalizer_is_dropped(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, start_rollguard: Callable[..., RollguardProcess]
+) -> None:
+    legacy = _rolling("legacy")
+    legacy["metadata"]["finalizers"] = [LEGACY_FINALIZER]  # as rollguard <= 0.x left it on every object
+    md.apply(control_plane, namespace, legacy)
+    operator = start_rollguard()
+    md.apply(control_plane, namespace, _rolling("fresh"))
+    for name in ("legacy", "fresh"):
+        wait_for(_serving(kube_api, namespace, name), 60, message=f"{name} serving 1.0.0")
+    wait_for(
+        lambda: not (md.get(kube_api, namespace, "legacy") or {})["metadata"].get("finalizers"),
+        30,
+        message=f"the operator removes the legacy finalizer {LEGACY_FINALIZER} once",
+    )
+    operator.stop()
+    apps = client.AppsV1Api(kube_api)
+    for name in ("legacy", "fresh"):
+        client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+            md.GROUP, md.VERSION, namespace, md.PLURAL, name
+        )
+    wait_for(
+        lambda: md.get(kube_api, namespace, "legacy") is None and md.get(kube_api, namespace, "fresh") is None,
+        30,
+        message="both ModelDeployments gone with the operator stopped (no finalizer holds them)",
+    )
+    wait_for(
+        lambda: not apps.list_namespaced_deployment(namespace).items,
+        60,
+        message="their Deployments garbage-collected through ownerReferences",
+    )
+
+
+def test_analysis_runs_on_its_own_interval_whatever_the_resync(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, start_rollguard: Callable[..., RollguardProcess]
+) -> None:
+    start_rollguard(ROLLGUARD_RESYNC_SECONDS="600")
+    md.apply(control_plane, namespace, canary("clock", "1.0.0"))
+    wait_for(lambda: md.serving(kube_api, namespace, "clock", "1.0.0"), 60, message="1.0.0 serving")
+    body = canary("clock", "1.1.0", steps=[{"weight": 50, "pause": {"duration": "5m"}}])
+    md.apply(control_plane, namespace, body)
+    seen: list[str] = []
+
+    def rounds() -> list[str]:
+        rollout = md.status(kube_api, namespace, "clock").get("rollout") or {}
+        at = rollout.get("lastAnalysisAt")
+        if at and (not seen or seen[-1] != at):
+            seen.append(at)
+        return seen
+
+    wait_for(rounds, 90, interval=0.2, message="analysis rounds of 1.1.0", until=lambda found: len(found) >= 7)
+    moments = [time.mktime(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) for at in seen]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
+    assert all(2 <= gap <= 4 for gap in gaps), (
+        f"rounds every 3 s (timestamps to the second) with a 600 s resync: {seen}"
+    )
+    assert sum(gaps) / len(gaps) == pytest.approx(3.0, abs=0.5), f"3 s apart on average: {gaps}"
