@@ -33,8 +33,10 @@ e2e: deps control-plane
 	bash e2e/build-prometheus-k8s-sd.sh >/dev/null
 	$(BIN)/python -m pytest e2e -q
 
-bench: deps control-plane ## benchmarks: reconcile cost and rollback latency, written to bench-results/
-	$(BIN)/python -m e2e.bench
+BENCH_ARGS ?= --sizes 100,300,1000 --idle-minutes 5 --small-idle-minutes 1 --spec-changes 20 --canaries 50 --delete 100 --outage-seconds 60 --argo --argo-idle-minutes 2
+bench: deps control-plane ## issue 10's targets at 100/300/1000 objects, and Argo Rollouts side by side: bench-results/
+	bash tools/argo-rollouts/build.sh >/dev/null
+	nice $(BIN)/python -m e2e.bench $(BENCH_ARGS)
 
 fuzz: deps control-plane ## the long fuzz run: thousands of manifests against the real API server (e2e/test_fuzz.py)
 	ROLLGUARD_FUZZ_EXAMPLES=$${ROLLGUARD_FUZZ_EXAMPLES:-5000} $(BIN)/python -m pytest e2e/test_fuzz.py -q -s -p no:cacheprovider

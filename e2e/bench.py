@@ -93,8 +93,21 @@ def run(args: argparse.Namespace, out: Path, state_root: Path) -> dict[str, Any]
         "decide": bench_decide(200 if sizes[-1] < 50 else 2000),
     }
     started = time.monotonic()
+    try:
+        _run_scenarios(args, sizes, results, state_root)
+    finally:  # whatever was measured is written, also when a scenario failed
+        results["machine_after"] = machine_facts()
+        results["seconds"] = round(time.monotonic() - started)
+        (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (out / "bench.md").write_text(bench_report.markdown(results))
+        bench_report.plot(results, out / "bench.png")
+    return results
+
+
+def _run_scenarios(args: argparse.Namespace, sizes: list[int], results: dict[str, Any], state_root: Path) -> None:
+    results["rollguard"] = {}
     with fresh_control_plane(state_root / "rollguard", bench_rollguard.OPERATOR_USER) as cp:
-        results["rollguard"] = bench_rollguard.run(
+        bench_rollguard.run(
             cp,
             sizes,
             idle_seconds=args.idle_minutes * 60,
@@ -104,23 +117,18 @@ def run(args: argparse.Namespace, out: Path, state_root: Path) -> dict[str, Any]
             delete_count=args.delete,
             outage_seconds=args.outage_seconds,
             log=lambda line: print(line, flush=True),
+            results=results["rollguard"],
         )
     if args.argo:
         with fresh_control_plane(state_root / "argo", bench_argo.ARGO_USER) as cp:
             results["argo"] = bench_argo.run(
                 cp,
                 args.argo_objects or sizes[-1],
-                idle_seconds=args.idle_minutes * 60,
+                idle_seconds=(args.argo_idle_minutes or args.idle_minutes) * 60,
                 bad=args.argo_rollbacks,
                 outage_seconds=args.outage_seconds or 60,
                 log=lambda line: print(line, flush=True),
             )
-    results["machine_after"] = machine_facts()
-    results["seconds"] = round(time.monotonic() - started)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "bench.md").write_text(bench_report.markdown(results))
-    bench_report.plot(results, out / "bench.png")
-    return results
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--argo-objects", type=int, default=0, help="Rollouts for Argo's idle window (default: largest size)"
     )
+    p.add_argument("--argo-idle-minutes", type=float, default=0, help="Argo's idle window (default: --idle-minutes)")
     p.add_argument("--argo-rollbacks", type=int, default=10, help="bad Argo canaries timed")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p

@@ -10,6 +10,8 @@ Upstream files relied on (argoproj/argo-rollouts v1.8.3):
   utils/defaults/defaults.go         consecutiveErrorLimit 4 by default; POD_NAMESPACE
   manifests/crds/*.yaml              the CRDs installed here
   metricproviders/prometheus/prometheus.go   result[0] is the first sample of an instant vector
+  rollout/analysis.go                reconcileBackgroundAnalysisRun: a background run beside the steps
+  analysis/analysis.go               an Error measurement counts toward consecutiveErrorLimit
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import yaml
 from kubernetes import client
 
 from e2e import manifests
-from e2e.bench_probes import AuditLog, FirstSeen, cpu_percent, proc_sample
-from e2e.bench_rollguard import INTERVAL_SECONDS, percentile
+from e2e.bench_probes import AuditLog, FirstSeen, PromCrossing, cpu_percent, proc_sample
+from e2e.bench_rollguard import ERROR_LIMIT, INTERVAL_SECONDS, add_pod_capacity, percentile
 from e2e.cluster import ControlPlane
 from e2e.processes import free_port
 from e2e.waiting import http_get, wait_for
@@ -120,7 +122,8 @@ class Argo:
 
     def install(self) -> None:
         cp = self.cp
-        cp.kubectl("apply", "--server-side", "-f", str(self.home / "crds"), check=True)
+        crds = sorted(self.home.joinpath("crds").glob("*-crd.yaml"))  # not the kustomization.yaml beside them
+        cp.kubectl("apply", "--server-side", *[f"--filename={f}" for f in crds], check=True)
         cp.wait_for_crds_established(
             [f"{p}.argoproj.io" for p in ("rollouts", "analysistemplates", "analysisruns", "experiments")]
         )
@@ -195,6 +198,7 @@ def run(
 ) -> dict[str, Any]:
     """Argo's idle cost with `objects` Rollouts, `bad` rollbacks at interval 3 s, and a 60 s outage."""
     api = cp.api_client()
+    add_pod_capacity(cp)
     home = build()
     argo = Argo(cp, home)
     argo.install()
@@ -261,6 +265,15 @@ def rollbacks(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict
 
     crossing = FirstSeen(core.list_namespaced_pod, canary_ready, namespace=NAMESPACE).start()
     aborts = FirstSeen(_list_rollouts(api), aborted).start()
+    # The same metric crossing as rollguard's side measures (e2e/bench_rollguard.py canaries()).
+    sel, rate_window = f'namespace="{NAMESPACE}",version="{version}"', f"[{INTERVAL_SECONDS}s]"
+    metric = PromCrossing(
+        cp.prometheus_url,
+        f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'
+        f" / sum by (model) (rate(model_requests_total{{{sel}}}{rate_window}))",
+        "model",
+        ERROR_LIMIT,
+    ).start()
     try:
         for name in names:
             _apply(cp, rollout(name, version, env={"SIMULATED_ERROR_RATE": "0.3"}, pause="45s"))
@@ -268,14 +281,20 @@ def rollbacks(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict
     finally:
         crossing.stop()
         aborts.stop()
+        metric.stop()
+    from_metric = [aborts.seen[n] - metric.seen[n] for n in names if n in aborts.seen and n in metric.seen]
     latencies = [aborts.first(n) - crossing.first(n) for n in names if aborts.first(n) and crossing.first(n)]  # type: ignore[operator]
     return {
         "canaries": len(names),
         "interval_seconds": INTERVAL_SECONDS,
-        "crossing_to_aborted_seconds_p50": percentile(latencies, 50),
-        "crossing_to_aborted_seconds_p95": percentile(latencies, 95),
-        "crossing_to_aborted_seconds_max": round(max(latencies), 2) if latencies else None,
-        "note": "crossing = the canary pod Ready; aborted = Rollout status.abort (Argo's rollback)",
+        "crossing_to_aborted_seconds_p50": percentile(from_metric, 50),
+        "crossing_to_aborted_seconds_p95": percentile(from_metric, 95),
+        "crossing_to_aborted_seconds_max": round(max(from_metric), 2) if from_metric else None,
+        "crossings_seen": len(from_metric),
+        "pod_ready_to_aborted_seconds_p50": percentile(latencies, 50),
+        "pod_ready_to_aborted_seconds_p95": percentile(latencies, 95),
+        "note": "crossing as on rollguard's side (error rate above the limit at Prometheus);"
+        " aborted = Rollout status.abort (Argo's rollback)",
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from e2e.waiting import http_get
+from e2e.waiting import http_get, prom_query
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -218,3 +218,38 @@ def model_deployments_watch(api: client.ApiClient, namespace: str) -> Callable[.
         return custom.list_namespaced_custom_object("rollguard.io", "v1alpha1", namespace, "modeldeployments", **kwargs)
 
     return call
+
+
+class PromCrossing:
+    """Polls one grouped PromQL every `every` s; records per label value when it first exceeds `limit`.
+
+    Its own queries are counted apart (``queries``), so Prometheus's totals can be corrected.
+    """
+
+    def __init__(self, url: str, promql: str, label: str, limit: float, every: float = 0.5) -> None:
+        self.url, self.promql, self.label, self.limit, self.every = url, promql, label, limit, every
+        self.seen: dict[str, float] = {}
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-crossing")
+
+    def start(self) -> PromCrossing:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queries += 1
+                now = time.monotonic()
+                for sample in prom_query(self.url, self.promql, timeout=2):
+                    key = sample["metric"].get(self.label)
+                    if key and float(sample["value"][1]) > self.limit:
+                        self.seen.setdefault(key, now)
+            except Exception:  # Prometheus busy or restarting: try again at the next tick
+                pass
+            self._stop.wait(self.every)

@@ -63,7 +63,7 @@ def targets_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _le(can.get("crossing_to_rejected_seconds_p95"), interval + 2)
             and can.get("good_rolled_back") == 0
             and qpc is not None
-            and 0.8 <= qpc <= 1.25
+            and 0.8 <= qpc / can.get("queries_per_check_round", 1) <= 1.25
         )
     )
     return [
@@ -93,7 +93,8 @@ def targets_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"p50 {_fmt(can.get('crossing_to_rejected_seconds_p50'), ' s')}, p95"
             f" {_fmt(can.get('crossing_to_rejected_seconds_p95'), ' s')}; {_fmt(can.get('good_rolled_back'))} good"
             f" rolled back; {_fmt(can.get('prometheus_queries_per_second'))} queries/s vs"
-            f" {_fmt(can.get('checks_due_per_second'))} checks due/s",
+            f" {_fmt(can.get('checks_due_per_second'))} checks due/s"
+            f" ({_fmt(can.get('queries_per_check_round'))} queries a round)",
             _verdict(canary_ok),
         ),
         (
@@ -140,9 +141,12 @@ def side_by_side_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]
     a = _get(rg, "canaries", "crossing_to_rejected_seconds_p95")
     b = _get(argo, "rollback", "crossing_to_aborted_seconds_p95")
     rows.append(("rollback: p95, s", _fmt(a), _fmt(b), ratio(a, b)))
+    a = _get(rg, "canaries", "pod_ready_to_rejected_seconds_p50")
+    b = _get(argo, "rollback", "pod_ready_to_aborted_seconds_p50")
+    rows.append(("rollback: canary pod Ready → rejected/aborted p50, s", _fmt(a), _fmt(b), ratio(a, b)))
     rows.append(
         (
-            "promoted during a 60 s Prometheus outage",
+            f"promoted during a {_fmt(_get(argo, 'outage', 'outage_seconds'))} s Prometheus outage",
             _fmt(_get(rg, "outage", "promoted_during_outage")),
             _fmt(_get(argo, "outage", "promoted_during_outage")),
             "",

@@ -49,7 +49,7 @@ def test_apply_example_creates_children_and_kubectl_wait_returns(
     service = client.CoreV1Api(kube_api).read_namespaced_service("fraud-detector", namespace)
     assert service.spec.selector == {"rollguard.io/model-deployment": "fraud-detector"}
     pdb = client.PolicyV1Api(kube_api).read_namespaced_pod_disruption_budget("fraud-detector", namespace)
-    assert pdb.spec.max_unavailable == 1
+    assert pdb.spec.min_available == 2, "replicas 3 - disruptionBudget.maxUnavailable 1, counted over pods only"
 
     listed = control_plane.kubectl("get", "-n", namespace, "md", "fraud-detector")
     assert "1.0.0" in listed.stdout and "Ready" in listed.stdout, f"printer columns: {listed.stdout}"

@@ -78,7 +78,7 @@ def role_service(role: str, revision: str) -> Manifest:
 
 
 def pdb() -> Manifest:
-    return builders.disruption_budget(OWNER, SPEC.disruption_budget.max_unavailable)
+    return builders.disruption_budget(OWNER, SPEC.replicas - SPEC.disruption_budget.max_unavailable)
 
 
 def hpa() -> Manifest:

@@ -177,7 +177,18 @@ def test_committed_kube_schemas_are_what_the_pinned_openapi_generates() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1", 1), ("500m", 0.5), ("1Gi", 2**30), ("2k", 2000), ("1e3", 1000), ("+1.5", 1.5), (".5", 0.5)],
+    [
+        ("1", 1),
+        ("500m", 0.5),
+        ("1Gi", 2**30),
+        ("2k", 2000),
+        ("1e3", 1000),
+        ("+1.5", 1.5),
+        (".5", 0.5),
+        ("+.5E", 5e17),  # exa, found by e2e/test_fuzz.py: an "E" without digits is a suffix, not an exponent
+        ("1E2", 100),
+        ("0.", 0),
+    ],
 )
 def test_quantity(text: str, value: float) -> None:
     assert float(kubetypes.quantity(text)) == pytest.approx(value), f"{text} should be {value}"

@@ -89,7 +89,7 @@ def test_a_refused_query_stalls_its_canary_at_once_naming_the_field_and_promethe
         f"the canary holds: neither promoted nor rolled back, got {cluster.status.message}"
     )
     assert (rollout.failures, rollout.metrics_unavailable_since) == (0, None), "no counter or deadline clock runs"
-    assert cluster.status.canary_weight == 20, f"the canary keeps its traffic share: {cluster.status.canary_weight}"
+    assert cluster.status.canary_weight == 25, f"the canary keeps its traffic share: {cluster.status.canary_weight}"
     assert reasons(cluster.events, "Warning").count("InvalidQuery") == 1, "the Warning is not repeated every round"
 
 

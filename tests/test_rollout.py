@@ -250,12 +250,17 @@ def test_healthy_canary_walks_its_steps_and_is_promoted() -> None:
     assert [(w.ref.version, w.role, w.replicas) for w in started.workloads] == [
         ("1.0.0", "stable", REPLICAS),
         ("2.0.0", "canary", canary_replicas(REPLICAS, 20)),
-    ], f"step 1 should add a 20% canary next to the full stable, got {started.workloads}"
+    ], f"step 1 should add a 20% canary next to the full stable (maxSurge 25%: 1 pod), got {started.workloads}"
     assert kstatus(started.status) == ("False", "True", "False"), "a rollout in progress is Reconciling"
 
+    shrinking = cluster.reconcile()
+    assert [(w.ref.version, w.replicas) for w in shrinking.workloads] == [("1.0.0", REPLICAS - 1), ("2.0.0", 1)], (
+        f"once the canary's pod is ready, stable gives one up: {shrinking.workloads}"
+    )
+    assert shrinking.status.rollout and shrinking.status.rollout.weight_reached_at is None, "not reached yet"
     reached = cluster.reconcile()
     assert reached.status.rollout and reached.status.rollout.weight == 20, "canary pods ready: weight 20 reached"
-    assert reached.status.canary_weight == 20, f"1 of 5 ready pods is 20%, got {reached.status.canary_weight}"
+    assert reached.status.canary_weight == 25, f"1 of 4 ready pods is 25%, got {reached.status.canary_weight}"
     weight_at = cluster.now
 
     before_pause = cluster.run_until(lambda s: cluster.rounds >= 1, "first analysis round")
@@ -578,9 +583,9 @@ def test_promote_advances_one_step_once_per_token() -> None:
     cluster.annotate("promote", "t2")
     promoted = cluster.reconcile()
     assert "Promoting" in reasons(promoted.events), "a new token advances past the last step"
-    # The canary first scales to full size; promotion completes once those pods are ready.
+    # The canary first grows to full size within the surge budget; promotion completes once those pods are ready.
     assert promoted.status.rollout and promoted.status.rollout.promoting, "promoting: canary scaled to full size"
-    completed = cluster.reconcile()
+    completed = cluster.run_until(lambda s: s.rollout is None, "promotion")
     assert completed.status.stable and completed.status.stable.version == "2.0.0", "2.0.0 promoted"
 
 
@@ -590,11 +595,11 @@ def test_promote_full_skips_the_remaining_steps() -> None:
     decision = cluster.reconcile()
     rollout = decision.status.rollout
     assert rollout is not None and rollout.promoting, "promote-full goes straight to promotion"
-    assert [(w.ref.version, w.replicas) for w in decision.workloads] == [("1.0.0", 4), ("2.0.0", 4)], (
-        f"the canary should be scaled to full size before it takes over, got {decision.workloads}"
+    assert [(w.ref.version, w.replicas) for w in decision.workloads] == [("1.0.0", 3), ("2.0.0", 2)], (
+        f"the canary grows toward full size into the surge budget (4 + 1 pods), got {decision.workloads}"
     )
     assert decision.status.phase == "Promoting", f"phase: {decision.status.phase}"
-    promoted = cluster.reconcile()
+    promoted = cluster.run_until(lambda s: s.rollout is None, "promotion")
     assert promoted.status.stable and promoted.status.stable.version == "2.0.0", "promoted once all pods ready"
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from rollguard import reconciler
 from rollguard.api.status import ModelDeploymentStatus
 from rollguard.core.schedule import next_due
 from rollguard.scheduler import Key, Scheduler
-from tests.test_rollout import T0, Cluster, FakePrometheus, serving, spec_for
+from tests.test_rollout import T0, Cluster, FakePrometheus, reach_weight, serving, spec_for
 
 
 def drive(cluster: Cluster, done: Callable[[ModelDeploymentStatus], bool], what: str) -> list[datetime]:
@@ -69,8 +72,7 @@ def test_an_idle_object_has_nothing_due() -> None:
 def test_a_pause_stops_the_rollout_clocks_and_a_timed_pause_wakes_at_its_end() -> None:
     cluster = serving("1.0.0", analysis={"metrics": []})
     cluster.set_spec(spec_for("2.0.0", analysis={"metrics": []}))
-    cluster.reconcile(after=0)
-    cluster.reconcile(after=0)  # canary pods ready: the 1m pause starts
+    reach_weight(cluster)  # canary pods ready: the 1m pause starts
     rollout = cluster.status.rollout
     assert rollout is not None and rollout.weight_reached_at is not None
     assert next_due(cluster.spec, cluster.status, cluster.now) == cluster.now + timedelta(minutes=1), (
@@ -180,3 +182,26 @@ def test_a_pass_that_raises_is_retried_and_never_stops_the_scheduler() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+# -- a pass racing a deletion ------------------------------------------------------------------
+def _api_error(status: int, body: dict[str, object]) -> ApiException:
+    error = ApiException(status=status, reason="x")
+    error.body = json.dumps(body)
+    return error
+
+
+def test_a_pass_racing_a_deletion_stops_quietly_but_other_refusals_do_not() -> None:
+    gone = {"code": 404, "details": {"kind": "modeldeployments", "name": "fraud"}}
+    assert reconciler._deleted_meanwhile(_api_error(404, gone), "fraud"), "our object deleted after the cache read"
+    assert not reconciler._deleted_meanwhile(_api_error(404, gone), "other"), "someone else's 404 is not ours"
+    namespace_gone = {"code": 404, "details": {"kind": "namespaces", "name": "ml"}}
+    assert reconciler._deleted_meanwhile(_api_error(404, namespace_gone), "fraud"), "its namespace is gone"
+    terminating = {
+        "code": 403,
+        "message": "unable to create new content in namespace ml because it is being terminated",
+    }
+    assert reconciler._namespace_terminating(_api_error(403, terminating)), "nothing is posted into it"
+    assert reconciler._refusal("Service ml/fraud", _api_error(403, terminating)) is None, "not a ChildRejected"
+    quota = {"code": 403, "message": "exceeded quota: compute"}
+    assert not reconciler._namespace_terminating(_api_error(403, quota)), "a quota refusal is reported, not swallowed"

@@ -17,7 +17,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from rollguard import backoff, cache, metrics
+from rollguard import announcer, backoff, cache, metrics
 from rollguard.adapters.gateway import HTTPRouteRouter
 from rollguard.adapters.kube import Kube, NotOwnedError, describe_owner, owned_by
 from rollguard.adapters.prometheus import MetricsProvider, PrometheusBadQueryError, PrometheusQueryError
@@ -44,6 +44,7 @@ class Context:
     pod_policy: policy.PodPolicy = field(default_factory=policy.PodPolicy)
     holds: backoff.Holds = field(default_factory=backoff.Holds)
     cache: cache.Cache | None = None  # the watch-fed cache; None reads from the API server (tools, tests)
+    announced: set[tuple[str, str]] = field(default_factory=set)  # objects re-announced since this start
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -110,7 +111,7 @@ def _children(
             name = naming.role_service_name(owner.name, role)
             children.append(builders.service(owner, spec.runtime.port, name=name, rollout_id=rollout_id))
     if spec.disruption_budget.enabled:
-        children.append(builders.disruption_budget(owner, spec.disruption_budget.max_unavailable))
+        children.append(builders.disruption_budget(owner, decision.min_available))
     stable = decision.status.stable
     if spec.autoscaling is not None and stable is not None:
         children.append(builders.autoscaler(owner, spec, stable.revision))
@@ -144,14 +145,7 @@ def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, ev
     for check in tracked:
         if check.value is not None:
             metrics.CHECK_VALUE.labels(namespace, name, check.name).set(check.value)
-    for event in events:
-        if event.reason == "Promoted":
-            metrics.PROMOTIONS.labels(namespace, name).inc()
-        elif event.reason == "RolledBack":
-            rejected = status.rejected
-            reason = rejected.reason if rejected else "Unknown"
-            failed, cause = (rejected.check or "", rejected.cause or "") if rejected else ("", "")
-            metrics.ROLLBACKS.labels(namespace, name, reason, failed, cause).inc()
+    announcer.count(namespace, name, status, events)
 
 
 def _check_limits(namespace: str, name: str, spec: ModelDeploymentSpec) -> None:
@@ -174,6 +168,18 @@ def _transient(error: Exception) -> bool:
 def _namespace_terminating(error: Exception) -> bool:
     """The API server refuses new objects in a namespace being deleted: the pass just stops."""
     return isinstance(error, ApiException) and error.status == 403 and "being terminated" in str(error.body or "")
+
+
+def _deleted_meanwhile(error: Exception, name: str) -> bool:
+    """The object (or its namespace) was deleted after the pass read it from the cache: nothing to do."""
+    if not isinstance(error, ApiException) or error.status != 404:
+        return False
+    try:
+        details = json.loads(error.body or "{}").get("details") or {}
+    except ValueError:
+        return False
+    kind = details.get("kind")
+    return kind == "namespaces" or (kind == naming.PLURAL and details.get("name") == name)
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
@@ -200,8 +206,8 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
                     metrics.QUARANTINED.labels(namespace, name).set(0)
                 return None if due is False else (due - datetime.now(UTC)).total_seconds()
             except Exception as error:
-                if _namespace_terminating(error):
-                    log.debug("namespace terminating, pass stopped", namespace=namespace, name=name)
+                if _namespace_terminating(error) or _deleted_meanwhile(error, name):
+                    log.debug("deleted or terminating, pass stopped", namespace=namespace, name=name)
                     return None
                 metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
                 if _transient(error):
@@ -281,6 +287,7 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
     route_missing = bool(route_name) and route is None
     now = datetime.now(UTC)
     now_iso = clock.iso(now)
+    await announcer.reannounce(ctx, body, status, now, bound)
     paused = spec.paused or actions.paused_by_annotation(meta.get("annotations") or {})
     results = None
     due = plan.due(spec, status, now, paused)
@@ -348,6 +355,7 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
         if ctx.cache is not None:
             ctx.cache.wrote(written)  # the next pass decides on this status, even before the watch delivers it
         bound.debug("status patched", patch=patch)
+        announcer.crash_for_test(decision.events)
     for event in decision.events:
         (bound.warning if event.type == "Warning" else bound.info)(
             event.message, reason=event.reason, phase=decision.status.phase, evidence=_evidence(decision, event)

@@ -86,10 +86,10 @@ Used by the ClusterRole, or by the Role in each of watchNamespaces.
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [list]
-# Events on ModelDeployments (Promoted, RolledBack, ...).
+# Events on ModelDeployments (Promoted, RolledBack, ...); listed once per object per start, to re-announce a lost one.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 # Gateway API: the user's HTTPRoutes watched into the cache; the weights of their backendRefs patched.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]

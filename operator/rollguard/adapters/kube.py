@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from datetime import datetime
 from typing import Any, cast
 
 from kubernetes import client, config, dynamic
@@ -75,6 +77,22 @@ class NotOwnedError(Exception):
             f"{kind} {namespace}/{name} already exists and is not owned by this ModelDeployment (owner: {owner}); "
             f"rollguard leaves it untouched. Rename the ModelDeployment or remove that {kind}"
         )
+
+
+# What YAML refuses raw (DEL, C1 controls, BOM, U+FFFE/F) or reads as a line break (NEL, U+2028/9), which
+# would silently fold a value; JSON already escapes C0 controls.
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def apply_body(manifest: Manifest) -> bytes:
+    """The server-side apply body (apply-patch+yaml), as JSON a YAML parser accepts.
+
+    The client's own json.dumps escapes emoji as surrogate pairs (\\ud83d\\ude00), which the API server's
+    YAML parser refuses ("invalid Unicode character escape code"); raw DEL or C1 characters it refuses as
+    control characters. Both were found by e2e/test_fuzz.py in spec strings the CRD rightly accepts.
+    """
+    text = json.dumps(manifest, ensure_ascii=False)
+    return _YAML_UNPRINTABLE.sub(lambda char: f"\\u{ord(char.group()):04x}", text).encode()
 
 
 def load_config() -> client.ApiClient:
@@ -192,9 +210,7 @@ class Kube:
             return False
         metrics.API_WRITES.labels("apply").inc()
         self._resource(manifest["apiVersion"], manifest["kind"]).server_side_apply(
-            # Our own bytes: the client's json.dumps escapes emoji as \ud83d\ude00, which the API server's YAML
-            # parser (apply-patch+yaml) refuses as an invalid escape.
-            body=json.dumps(manifest, ensure_ascii=False).encode(),
+            body=apply_body(manifest),
             name=meta["name"],
             namespace=meta["namespace"],
             field_manager=naming.FIELD_MANAGER,
@@ -234,6 +250,12 @@ class Kube:
             if error.status not in (404, 409):
                 raise
         return True
+
+    @_retrying
+    def event_since(self, namespace: str, uid: str, reason: str, since: datetime) -> bool:
+        """True when the object has an Event with this reason created at or after `since`."""
+        found = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.uid={uid},reason={reason}")
+        return any((e.metadata.creation_timestamp or since) >= since for e in found.items)
 
     @_retrying
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Manifest:

@@ -42,9 +42,9 @@ def quantity(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not a quantity such as 500m, 2Gi, 1")
     number, suffix = match.group(1), match.group(2)
     try:
-        if suffix[:1] in ("e", "E"):
-            return Decimal(number) * (Decimal(10) ** min(int(Decimal(suffix[1:])), 100))
-        return Decimal(number) * _SUFFIX[suffix]
+        if suffix in _SUFFIX:  # "E" alone is exa, not an exponent
+            return Decimal(number) * _SUFFIX[suffix]
+        return Decimal(number) * (Decimal(10) ** min(int(Decimal(suffix[1:])), 100))
     except (InvalidOperation, KeyError, ValueError) as error:
         raise ValueError(f"{text!r} is not a quantity such as 500m, 2Gi, 1") from error
 

@@ -185,7 +185,7 @@ class Autoscaling(WireModel):
 
 
 class DisruptionBudget(WireModel):
-    """Rendered as a PodDisruptionBudget over all serving pods."""
+    """Rendered as a PodDisruptionBudget over all serving pods, minAvailable = replicas - maxUnavailable."""
 
     enabled: bool = True
     max_unavailable: int = Field(
@@ -235,6 +235,14 @@ class TrafficRouting(WireModel):
 
 
 class Canary(WireModel):
+    model_config = _rules(
+        _cel(
+            "!has(self.maxSurge) || (type(self.maxSurge) == int ? self.maxSurge >= 0 : "
+            "self.maxSurge.matches('^[0-9]{1,3}%$'))",
+            "maxSurge must be a number of pods (0 or more) or a percent of replicas such as 25%",
+        )
+    )
+
     steps: list[CanaryStep] = Field(
         default_factory=lambda: [
             CanaryStep(weight=20, pause=Pause(duration="1m")),
@@ -247,6 +255,16 @@ class Canary(WireModel):
     traffic_routing: TrafficRouting = Field(default_factory=TrafficRouting)
     scale_down_delay: Duration = Field(
         default="30s", description="How long the previous version keeps its pods after promotion. Default 30s."
+    )
+    max_surge: (
+        Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}%$")]
+    ) = Field(
+        default="25%",
+        json_schema_extra={"maxLength": 4},
+        description="Pods a rollout may run above replicas: a number, or a percent of replicas rounded up. "
+        "Default 25% (1 pod up to 4 replicas). Stable shrinks as the canary's pods become ready, so ready capacity "
+        "never dips; with 0, stable first gives up disruptionBudget.maxUnavailable pods (at least 1). "
+        "Not applied with spec.autoscaling (the HPA owns stable's count).",
     )
 
 

@@ -165,13 +165,17 @@ def service(owner: Owner, port: int, name: str | None = None, rollout_id: str | 
     }
 
 
-def disruption_budget(owner: Owner, max_unavailable: int) -> Manifest:
+def disruption_budget(owner: Owner, min_available: int) -> Manifest:
+    """An integer minAvailable: with maxUnavailable (or a percent) kcm's disruption controller looks up every
+    selected pod's controller and its scale, and fails (CalculateExpectedPodCountFailed) while a retired
+    revision's pods outlive their ReplicaSet; an integer minAvailable counts pods only (kubernetes
+    pkg/controller/disruption/disruption.go, getExpectedPodCount and getExpectedScale)."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": owner.metadata(owner.name),
         "spec": {
-            "maxUnavailable": max_unavailable,
+            "minAvailable": min_available,
             "selector": {"matchLabels": {naming.LABEL_MD: owner.name}},
         },
     }
