@@ -33,6 +33,12 @@ class AuditCounts:
     by_verb: Counter[str] = field(default_factory=Counter)
     writes_by_resource: Counter[str] = field(default_factory=Counter)
     user_agents: Counter[str] = field(default_factory=Counter)
+    writes_by_object: Counter[str] = field(default_factory=Counter)
+
+    def writes_outside(self, prefixes: Iterable[str]) -> int:
+        """Writes to objects whose names start with none of `prefixes` (children and Events carry the parent's name)."""
+        busy = tuple(prefixes)
+        return sum(n for name, n in self.writes_by_object.items() if not (busy and name.startswith(busy)))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +82,7 @@ class AuditLog:
             if verb in WRITE_VERBS:
                 counts.writes += 1
                 counts.writes_by_resource[f"{verb} {resource}"] += 1
+                counts.writes_by_object[str(ref.get("name", ""))] += 1
         return counts
 
 

@@ -76,7 +76,8 @@ def targets_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             f"idle, {n} objects, {_fmt(idle.get('window_seconds'), ' s')}",
             "0 writes; ≤ 1 request/object/10 min; CPU ≤ 2 %",
-            f"{_fmt(idle.get('writes'))} writes; {_fmt(idle.get('requests_per_object_per_10min'))} req/obj/10 min;"
+            f"{_fmt(idle.get('writes'))} writes ({_fmt(idle.get('writes_to_unchanged_objects'))} to unchanged objects);"
+            f" {_fmt(idle.get('requests_per_object_per_10min'))} req/obj/10 min;"
             f" {_fmt(idle.get('cpu_percent_of_a_core'), ' %')}",
             _verdict(idle_ok),
         ),

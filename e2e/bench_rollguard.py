@@ -183,8 +183,14 @@ class Operator:
         return self.process.proc.pid
 
 
-def idle_window(cp: ControlPlane, op: Operator, objects: int, seconds: float, user: str) -> dict[str, Any]:
-    """Requests and writes at the API server, and CPU, while nothing changes."""
+def idle_window(
+    cp: ControlPlane, op: Operator, objects: int, seconds: float, user: str, changed: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Requests and writes at the API server, and CPU, while nothing changes.
+
+    `changed`: objects whose earlier spec change may still be finishing (scale-down delay,
+    post-promotion watch); their writes are counted, and the writes to all others apart.
+    """
     mark, before = op.audit.mark(), proc_sample(op.pid)
     time.sleep(seconds)  # a measurement window, not a wait for a condition
     after = proc_sample(op.pid)
@@ -194,6 +200,7 @@ def idle_window(cp: ControlPlane, op: Operator, objects: int, seconds: float, us
         "window_seconds": seconds,
         "requests": counts.requests,
         "writes": counts.writes,
+        "writes_to_unchanged_objects": counts.writes_outside(changed),
         "requests_per_object_per_10min": round(counts.requests / max(objects, 1) * 600 / seconds, 2),
         "cpu_percent_of_a_core": round(cpu_percent(before, after), 2),
         "rss_mib": round(after.rss_mib, 1),
@@ -407,7 +414,7 @@ def run(
     op = Operator(process, AuditLog(cp.audit_log))
     results.update({"operator_user": OPERATOR_USER, "resync_seconds": resync, "by_objects": []})
     try:
-        made = 0
+        made, spec_changed = 0, list[str]()
         for size in sizes:
             batch = [f"model-{i:04d}" for i in range(made, size)]
             mark = op.audit.mark()
@@ -423,10 +430,11 @@ def run(
             }
             log(f"rollguard N={size}: all Ready in {point['seconds_until_all_ready']}s")
             window = idle_seconds if size == sizes[-1] else idle_seconds_small
-            point["idle"] = idle_window(cp, op, size, window, OPERATOR_USER)
+            point["idle"] = idle_window(cp, op, size, window, OPERATOR_USER, changed=spec_changed)
             log(f"rollguard N={size}: idle {point['idle']['requests']} requests, {point['idle']['writes']} writes")
             changes = [f"model-{i:04d}" for i in range(size - min(spec_changes, len(batch)), size)]
             point["spec_change"] = spec_change_latency(api, changes, spacing=1.0) if changes else {}
+            spec_changed += changes
             log(f"rollguard N={size}: spec change p50 {point['spec_change'].get('seconds_p50')}s")
             results["by_objects"].append(point)
         if canary_count:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,18 @@ def crd(control_plane: Any) -> None:
     md.install_crd(control_plane)
 
 
-@pytest.fixture
-def start_rollguard(control_plane: Any, namespace: str, crd: None) -> Iterator[Callable[..., RollguardProcess]]:
-    """Factory: start the operator for the test's namespace; every process started is stopped after."""
+@contextmanager
+def operators(
+    control_plane: Any, namespace: str, tag: str, kubeconfig: Path | None = None, prometheus: bool = True
+) -> Iterator[Callable[..., RollguardProcess]]:
+    """Factory of operator processes for one test's namespace (as `kubeconfig`'s identity, default the
+    admin); every process it started is stopped on exit."""
     started: list[RollguardProcess] = []
 
-    def start(prometheus: bool = True, **env: str) -> RollguardProcess:
+    def start(prometheus: bool = prometheus, **env: str) -> RollguardProcess:
         process = RollguardProcess(
-            kubeconfig=control_plane.kubeconfig,
-            log_file=control_plane.log_dir / f"rollguard-{namespace}-{len(started)}.log",
+            kubeconfig=kubeconfig or control_plane.kubeconfig,
+            log_file=control_plane.log_dir / f"rollguard-{namespace}{tag}-{len(started)}.log",
             namespaces=[namespace],
             prometheus_url=control_plane.prometheus_url if prometheus else None,
             extra_env=env,
@@ -33,9 +38,18 @@ def start_rollguard(control_plane: Any, namespace: str, crd: None) -> Iterator[C
         started.append(process)
         return process.start()
 
-    yield start
-    for process in started:
-        process.stop()
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture
+def start_rollguard(control_plane: Any, namespace: str, crd: None) -> Iterator[Callable[..., RollguardProcess]]:
+    """Factory: start the operator for the test's namespace; every process started is stopped after."""
+    with operators(control_plane, namespace, "") as start:
+        yield start
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from e2e import md
 from e2e.api_proxy import CountingProxy
+from e2e.operator_fixtures import operators
 from e2e.rollguard_process import RollguardProcess
 from e2e.test_canary import canary
 from e2e.waiting import wait_for
@@ -35,23 +36,9 @@ def start_proxied(
     control_plane: Any, namespace: str, crd: None, proxy: CountingProxy
 ) -> Iterator[Callable[..., RollguardProcess]]:
     """Factory: the operator for the test's namespace, talking to the API server through the proxy."""
-    started: list[RollguardProcess] = []
     kubeconfig = proxy.kubeconfig(control_plane.log_dir / f"kubeconfig-proxied-{namespace}", control_plane.admin_token)
-
-    def start(**env: str) -> RollguardProcess:
-        process = RollguardProcess(
-            kubeconfig=kubeconfig,
-            log_file=control_plane.log_dir / f"rollguard-{namespace}-proxied-{len(started)}.log",
-            namespaces=[namespace],
-            prometheus_url=control_plane.prometheus_url,
-            extra_env=env,
-        )
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    with operators(control_plane, namespace, "-proxied", kubeconfig) as start:
+        yield start
 
 
 def _rolling(name: str, version: str = "1.0.0") -> dict[str, Any]:

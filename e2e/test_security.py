@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from e2e import manifests, md
 from e2e.cluster import ControlPlane
+from e2e.operator_fixtures import operators
 from e2e.rollguard_process import RollguardProcess
 from e2e.waiting import wait_for
 
@@ -119,22 +120,8 @@ def operator_as_chart(
         tmp_path / "chart-sa.kubeconfig",
         manifests.kubeconfig(control_plane.api_url, token, user=f"system:serviceaccount:{release_ns}:{account}"),
     )
-    started: list[RollguardProcess] = []
-
-    def start(**env: str) -> RollguardProcess:
-        process = RollguardProcess(
-            kubeconfig=kubeconfig,
-            log_file=control_plane.log_dir / f"rollguard-{namespace}-chart-sa-{len(started)}.log",
-            namespaces=[namespace],
-            prometheus_url=None,
-            extra_env=env,
-        )
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    with operators(control_plane, namespace, "-chart-sa", kubeconfig, prometheus=False) as start:
+        yield start
     for doc in docs:
         if doc["kind"].startswith("Cluster"):
             control_plane.kubectl("delete", doc["kind"], doc["metadata"]["name"], "--wait=false")

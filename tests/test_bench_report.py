@@ -18,8 +18,9 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_audit_log_counts_one_users_requests_and_writes_from_an_offset(tmp_path: Path) -> None:
-    def event(user: str, verb: str, resource: str) -> str:
-        return json.dumps({"user": {"username": user}, "verb": verb, "objectRef": {"resource": resource}})
+    def event(user: str, verb: str, resource: str, name: str = "model-1") -> str:
+        ref = {"resource": resource, "name": name}
+        return json.dumps({"user": {"username": user}, "verb": verb, "objectRef": ref})
 
     log = tmp_path / "audit.log"
     log.write_text(event("op", "patch", "modeldeployments") + "\n")
@@ -27,12 +28,19 @@ def test_audit_log_counts_one_users_requests_and_writes_from_an_offset(tmp_path:
     mark = audit.mark()
     with log.open("a") as f:
         f.write(
-            "\n".join([event("op", "get", "pods"), event("op", "create", "deployments"), event("admin", "delete", "x")])
+            "\n".join(
+                [
+                    event("op", "get", "pods"),
+                    event("op", "create", "deployments", "model-2-abc"),
+                    event("admin", "delete", "x"),
+                ]
+            )
         )
         f.write("\n")
     counts = audit.count("op", mark)
     assert (counts.requests, counts.writes) == (2, 1), counts
     assert counts.writes_by_resource == {"create deployments": 1}
+    assert counts.writes_outside(["model-2"]) == 0 and counts.writes_outside(["model-1"]) == 1
 
 
 def _results(ready: float, writes: int, p95: float, good_rolled_back: int) -> dict[str, Any]:
