@@ -81,7 +81,8 @@ def test_stable_and_canary_degrading_together_hold_the_canary_then_it_is_promote
     md.wait_status(kube_api, namespace, "shared", rounds_while_held, 30, "two more analysis rounds while held")
 
     # The upstream recovers: the canary is judged again, passes and is promoted, never rolled back.
-    assert _set_error_rate(kube_api, namespace, "shared", None) >= 3, "2 stable pods and the canary's"
+    # Within the surge budget (maxSurge 25% of 2 = 1 pod) the 50% step runs 1 canary and 1 stable pod.
+    assert _set_error_rate(kube_api, namespace, "shared", None) >= 2, "the stable and the canary pods"
 
     def promoted_without_rollback(status: dict[str, Any]) -> bool:
         assert not status.get("rejected"), f"not rolled back after the recovery: {status['rejected']}"

@@ -238,7 +238,13 @@ def test_alert_expressions_see_the_rollback_and_stay_quiet_otherwise(
 
     rolled_back = wait_for(lambda: firing("RollguardRollback"), 30, message="RollguardRollback sees the rollback")
     assert rolled_back == [
-        {"namespace": observed.namespace, "name": "scored", "reason": "AnalysisFailed", "check": "error-rate"}
+        {
+            "namespace": observed.namespace,
+            "name": "scored",
+            "reason": "AnalysisFailed",
+            "check": "error-rate",
+            "cause": "Model",
+        }
     ], rolled_back
     stalled = {(m["name"], m["phase"]) for m in firing("RollguardRolloutStalled")}
     assert ("scored", "RolledBack") in stalled, f"RolledBack counts as stalled (once `for` has passed): {stalled}"

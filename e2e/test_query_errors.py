@@ -159,7 +159,8 @@ def _run_bad_neighbour(
     assert healthy_phases <= {"Passed", "Pending", "Inconclusive", ""}, (
         f"every round of the neighbour was measured (no Error from a shared breaker): {healthy_phases}"
     )
-    assert len(breaker.samples) >= 20 and max(breaker.samples) == 0, (
+    # Read every 0.25 s from before the typos were applied until after the neighbour's promotion.
+    assert len(breaker.samples) >= 4 and max(breaker.samples) == 0, (
         f"the breaker never opened: {len(breaker.samples)} readings, max {max(breaker.samples, default=None)}"
     )
     assert process.metric("rollguard_prometheus_query_errors_total") >= 3, "the typos did fail"
