@@ -18,6 +18,7 @@ import logging
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -87,20 +88,35 @@ def _namespace_name(test_name: str) -> str:
     return f"e2e-{slug}-{secrets.token_hex(3)}"
 
 
+@contextmanager
+def _fresh_namespace(api: client.ApiClient, name: str) -> Iterator[str]:
+    """Creates `name`; on exit removes ModelDeployment finalizers (no operator may be left to clear
+    them) and deletes the namespace (not waited for)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        _drop_model_deployment_finalizers(api, name)
+        try:
+            core.delete_namespace(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, kube_api: client.ApiClient) -> Iterator[str]:
-    """A new namespace named after the test; on teardown ModelDeployment finalizers are removed
-    (no operator may be left to clear them) and the namespace is deleted (not waited for)."""
-    name = _namespace_name(request.node.name)
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    _drop_model_deployment_finalizers(kube_api, name)
-    try:
-        core.delete_namespace(name)
-    except ApiException as e:
-        if e.status != 404:
-            raise
+    """A new namespace named after the test, cleaned up afterwards."""
+    with _fresh_namespace(kube_api, _namespace_name(request.node.name)) as name:
+        yield name
+
+
+@pytest.fixture
+def second_namespace(namespace: str, kube_api: client.ApiClient) -> Iterator[str]:
+    """Another namespace for the same test (`<namespace>-b`), for what must not leak across namespaces."""
+    with _fresh_namespace(kube_api, f"{namespace}-b") as name:
+        yield name
 
 
 def _drop_model_deployment_finalizers(api: client.ApiClient, namespace: str) -> None:

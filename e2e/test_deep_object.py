@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from e2e import md
 from e2e.rollguard_process import RollguardProcess
@@ -77,24 +76,6 @@ def decode_what_the_api_server_serves() -> Iterator[None]:
     sys.setrecursionlimit(previous)
 
 
-@pytest.fixture
-def other_namespace(kube_api: client.ApiClient, namespace: str) -> Iterator[str]:
-    name = f"{namespace}-b"
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    custom = client.CustomObjectsApi(kube_api)
-    for item in custom.list_namespaced_custom_object(md.GROUP, md.VERSION, name, md.PLURAL)["items"]:
-        custom.patch_namespaced_custom_object(
-            md.GROUP, md.VERSION, name, md.PLURAL, item["metadata"]["name"], {"metadata": {"finalizers": None}}
-        )
-    try:
-        core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
 def test_a_deep_probe_is_refused_with_the_field_named(control_plane: Any, namespace: str, crd: None) -> None:
     refused = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=deep_manifest("deep", "unknown field"))
     assert refused.returncode != 0, "a 1,000-deep unknown field should be refused under strict field validation"
@@ -106,34 +87,34 @@ def test_a_deep_probe_is_refused_with_the_field_named(control_plane: Any, namesp
 
 
 def test_a_pruned_deep_object_runs_and_another_namespace_is_promoted(
-    control_plane: Any, kube_api: client.ApiClient, namespace: str, other_namespace: str, crd: None
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, second_namespace: str, crd: None
 ) -> None:
     lenient = control_plane.kubectl(
-        "apply", "--validate=false", "-n", other_namespace, "-f", "-", input=deep_manifest("deep", "unknown field")
+        "apply", "--validate=false", "-n", second_namespace, "-f", "-", input=deep_manifest("deep", "unknown field")
     )
     assert lenient.returncode == 0, f"without strict validation the deep field is pruned, not refused: {lenient.stderr}"
-    stored = md.get(kube_api, other_namespace, "deep")
+    stored = md.get(kube_api, second_namespace, "deep")
     assert stored is not None and stored["spec"]["runtime"]["readinessProbe"] == {"tcpSocket": {"port": 8080}}, (
         f"the API server should have pruned the deep field: {stored and stored['spec']['runtime']}"
     )
     assert depth_of(stored) < 20, f"the stored object is {depth_of(stored)} levels deep"
     # The one deep structure an author can still store: their object's managedFields, read by every LIST.
-    deepen_managed_fields(control_plane, other_namespace, "deep", MANAGED_FIELDS_DEPTH)
+    deepen_managed_fields(control_plane, second_namespace, "deep", MANAGED_FIELDS_DEPTH)
 
     operator = RollguardProcess(
         kubeconfig=control_plane.kubeconfig,
         log_file=control_plane.log_dir / f"rollguard-{namespace}-two-namespaces.log",
-        namespaces=[namespace, other_namespace],
+        namespaces=[namespace, second_namespace],
         prometheus_url=control_plane.prometheus_url,
     ).start()
     try:
         start_stable(control_plane, kube_api, namespace, canary("healthy", "1.0.0"))
-        md.apply(control_plane, other_namespace, md.manifest("deep-later", replicas=1))
-        deepen_managed_fields(control_plane, other_namespace, "deep-later", MANAGED_FIELDS_DEPTH)  # via the watch
+        md.apply(control_plane, second_namespace, md.manifest("deep-later", replicas=1))
+        deepen_managed_fields(control_plane, second_namespace, "deep-later", MANAGED_FIELDS_DEPTH)  # via the watch
         md.apply(control_plane, namespace, canary("healthy", "1.1.0"))
         wait_for(lambda: md.serving(kube_api, namespace, "healthy", "1.1.0"), 90, message="1.1.0 promoted")
         for name in ("deep", "deep-later"):
-            wait_for(lambda n=name: md.serving(kube_api, other_namespace, n, "1.0.0"), 60, message=f"{name} runs")
+            wait_for(lambda n=name: md.serving(kube_api, second_namespace, n, "1.0.0"), 60, message=f"{name} runs")
         assert operator.proc is not None and operator.proc.poll() is None, "the operator is still running"
         failures = [r for r in operator.logs() if r.get("exception") or r.get("exc_info")]
         assert not failures, f"no exception records while the deep object exists: {failures[:3]}"

@@ -8,13 +8,10 @@ minSampleCount that is never reached means no verdict at all: good and bad canar
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from e2e import md
@@ -42,17 +39,6 @@ TYPOS = [
     },
 ]
 BREAKER = "rollguard_prometheus_circuit_open"
-
-
-@pytest.fixture
-def neighbour(kube_api: client.ApiClient, control_plane: Any) -> Iterator[str]:
-    """A second namespace for the healthy neighbour, cleaned up like the `namespace` fixture."""
-    name = f"e2e-neighbour-{secrets.token_hex(3)}"
-    core = client.CoreV1Api(kube_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    control_plane.kubectl("patch", "-n", name, "md/healthy", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    core.delete_namespace(name)
 
 
 class BreakerWatch:
@@ -84,19 +70,19 @@ def test_mistyped_queries_stall_only_their_own_object_and_never_open_the_breaker
     control_plane: Any,
     kube_api: client.ApiClient,
     namespace: str,
-    neighbour: str,
+    second_namespace: str,
     crd: None,
     record_property: Any,
 ) -> None:
     process = RollguardProcess(
         kubeconfig=control_plane.kubeconfig,
         log_file=control_plane.log_dir / f"rollguard-{namespace}-bad-neighbour.log",
-        namespaces=[namespace, neighbour],
+        namespaces=[namespace, second_namespace],
         prometheus_url=control_plane.prometheus_url,
     )
     process.start()
     try:
-        _run_bad_neighbour(control_plane, kube_api, namespace, neighbour, process, record_property)
+        _run_bad_neighbour(control_plane, kube_api, namespace, second_namespace, process, record_property)
     finally:
         process.stop()
 
