@@ -7,6 +7,7 @@ API server's audit log attributes every request it makes, kopf's own PATCHes inc
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -417,15 +418,20 @@ def run(
         made, spec_changed = 0, list[str]()
         for size in sizes:
             batch = [f"model-{i:04d}" for i in range(made, size)]
-            mark = op.audit.mark()
+            mark, cpu_before = op.audit.mark(), proc_sample(op.pid)
             arrivals = create_and_wait_ready(api, batch)
+            creating, cpu_after = op.audit.count(OPERATOR_USER, mark), proc_sample(op.pid)
             made = size
             point: dict[str, Any] = {
                 "objects": size,
                 "created_at_once": len(batch),
                 "seconds_until_all_ready": round(arrivals[-1], 1),
                 "seconds_until_half_ready": round(arrivals[len(arrivals) // 2], 1),
-                "writes_while_creating": op.audit.count(OPERATOR_USER, mark).writes,
+                "writes_while_creating": creating.writes,
+                "audit_while_creating": creating.as_dict(),
+                # CPU time, unlike seconds until Ready, hardly moves with the machine's load.
+                "operator_cpu_seconds_while_creating": round(cpu_after.cpu_seconds - cpu_before.cpu_seconds, 1),
+                "loadavg_after_ready": [round(x, 2) for x in os.getloadavg()],
                 "rss_mib_after_ready": round(proc_sample(op.pid).rss_mib, 1),
             }
             log(f"rollguard N={size}: all Ready in {point['seconds_until_all_ready']}s")

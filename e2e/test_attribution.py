@@ -5,13 +5,16 @@ rolling it back."""
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
 
 from e2e import md
 from e2e.rollguard_process import RollguardProcess
-from e2e.test_canary import canary, rolled_back, start_stable
+from e2e.test_canary import ERROR_RATE, canary, rolled_back, start_stable
 from e2e.waiting import wait_for
 
 ERROR_OVERRIDE = "simulator.rollguard.io/SIMULATED_ERROR_RATE"
@@ -125,3 +128,218 @@ def test_an_unschedulable_version_is_rolled_back_with_cause_infrastructure(
     assert "unschedulable" in rejected["message"], f"the evidence names the pods' failure: {rejected['message']}"
     assert "cause Infrastructure" in _warning(kube_api, namespace, "nowhere", "RolledBack").message
     assert rollguard.metric("rollguard_rollbacks_total", name="nowhere", cause="Infrastructure") == 1
+
+
+def _logged_cause(rollguard: RollguardProcess, name: str, reason: str) -> str | None:
+    """The cause in the evidence of the operator's first log line for `reason` on `name`."""
+    logged = [r for r in rollguard.logs() if r.get("reason") == reason and r.get("name") == name]
+    assert logged, f"a {reason} log line for {name}"
+    cause: str | None = logged[0].get("evidence", {}).get("cause")
+    return cause
+
+
+def test_a_drift_regression_is_rolled_back_with_cause_data(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+) -> None:
+    drift = [{"name": "feature-drift", "kind": "feature", "maxScore": 0.3, "window": "10s", "minSamples": 5}]
+    start_stable(control_plane, kube_api, namespace, canary("drifty", "1.0.0", metrics=[], drift=drift))
+    md.apply(
+        control_plane,
+        namespace,
+        canary("drifty", "1.1.0", env={"SIMULATED_DRIFT_SCORE": "0.7"}, metrics=[], drift=drift),
+    )
+    status = rolled_back(kube_api, namespace, "drifty")
+    rejected = status["rejected"]
+    assert (rejected["reason"], rejected["cause"], rejected["check"]) == ("AnalysisFailed", "Data", "feature-drift")
+    assert status["history"][-1]["cause"] == "Data", status["history"][-1]
+    assert "cause Data" in status["message"], status["message"]
+    assert "(AnalysisFailed, cause Data)" in _warning(kube_api, namespace, "drifty", "RolledBack").message
+    assert _logged_cause(rollguard, "drifty", "RolledBack") == "Data"
+    assert rollguard.metric("rollguard_rollbacks_total", name="drifty", cause="Data", check="feature-drift") == 1
+    assert rollguard.metric("rollguard_rollbacks_total", name="drifty", cause="Model") == 0, "not the model's fault"
+
+
+def test_an_invalid_query_holds_the_canary_with_cause_configuration(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+) -> None:
+    # A missing parenthesis, as a user types it: Prometheus refuses the query.
+    typo = {
+        "name": "typo",
+        "query": 'sum(rate(model_requests_total{version="{{ version }}"}[1m])',
+        "thresholdRange": {"max": 1},
+    }
+    start_stable(control_plane, kube_api, namespace, canary("typo", "1.0.0"))
+    md.apply(control_plane, namespace, canary("typo", "1.1.0", metrics=[ERROR_RATE, typo]))
+    held = md.wait_status(
+        kube_api,
+        namespace,
+        "typo",
+        lambda s: (s.get("rollout") or {}).get("cause") == "Configuration",
+        45,
+        "the canary held with cause Configuration",
+    )
+    assert held["phase"] == "Holding" and held["message"].startswith("held (cause Configuration)"), held["message"]
+    assert "spec.analysis.metrics[1] (check typo)" in held["message"], f"the field is named: {held['message']}"
+    warning = _warning(kube_api, namespace, "typo", "InvalidQuery")
+    assert warning.type == "Warning" and "cause Configuration" in warning.message, warning.message
+    assert _logged_cause(rollguard, "typo", "InvalidQuery") == "Configuration"
+    # The spec's fault, never the canary's: held on every later round, nothing rolled back or counted.
+    seen: set[str] = set()
+
+    def rounds_while_held(status: dict[str, Any]) -> bool:
+        rollout = status.get("rollout") or {}
+        assert status.get("phase") == "Holding" and not status.get("rejected"), f"still held: {status['message']}"
+        assert rollout.get("cause") == "Configuration" and rollout.get("failures", 0) == 0, rollout
+        seen.add(rollout.get("lastAnalysisAt", ""))
+        return len(seen) >= 3
+
+    md.wait_status(kube_api, namespace, "typo", rounds_while_held, 30, "two more analysis rounds while held")
+    assert md.status(kube_api, namespace, "typo").get("servingVersion") == "1.0.0"
+    assert rollguard.metric("rollguard_rollbacks_total", name="typo") == 0, "no rollback was counted"
+
+
+def test_a_prometheus_outage_holds_with_cause_observability_then_each_deadline_action_applies(
+    own_prometheus: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+) -> None:
+    control_plane = own_prometheus
+    # A pause no outage test outlasts: only the metricsUnavailable deadline can end these canaries.
+    steps = [{"weight": 50, "pause": {"duration": "5m"}}]
+    actions = {"outage-hold": "Hold", "outage-rollback": "Rollback"}
+    for name, action in actions.items():
+        body = canary(name, "1.0.0", steps=steps, metricsUnavailable={"deadline": "8s", "action": action})
+        start_stable(control_plane, kube_api, namespace, body)
+    for name, action in actions.items():
+        body = canary(name, "1.1.0", steps=steps, metricsUnavailable={"deadline": "8s", "action": action})
+        md.apply(control_plane, namespace, body)
+    for name in actions:
+        md.wait_status(
+            kube_api,
+            namespace,
+            name,
+            lambda s: (s.get("rollout") or {}).get("lastVerdict") == "Passed",
+            60,
+            f"{name}: a first passing analysis round",
+        )
+    control_plane.stop_prometheus()
+    try:
+        for name in actions:
+            waiting = md.wait_status(
+                kube_api,
+                namespace,
+                name,
+                lambda s: (s.get("rollout") or {}).get("cause") == "Observability",
+                30,
+                f"{name}: held with cause Observability while Prometheus is down",
+            )
+            assert waiting["phase"] == "Holding" and waiting["rollout"]["failures"] == 0, waiting["rollout"]
+            assert waiting["message"].startswith("held (cause Observability)"), waiting["message"]
+
+        # After the deadline, Hold: a human must act; the hold names the cause.
+        held = md.wait_status(
+            kube_api,
+            namespace,
+            "outage-hold",
+            lambda s: md.has_condition(s, "Stalled") and (s.get("rollout") or {}).get("pausedReason"),
+            45,
+            "outage-hold stalled after metricsUnavailable.deadline",
+        )
+        assert held["phase"] == "Holding" and held["rollout"]["cause"] == "Observability", held["rollout"]
+        assert held.get("servingVersion") == "1.0.0" and not held.get("rejected"), held["message"]
+        warnings = wait_for(
+            lambda: [e for e in md.events(kube_api, namespace, "outage-hold") if e.reason == "MetricsUnavailable"],
+            15,
+            message="MetricsUnavailable Warnings: when metrics went, and at the deadline",
+            until=lambda found: any("resume, promote or abort by hand" in e.message for e in found),
+        )
+        for warning in warnings:
+            assert warning.type == "Warning" and "(cause Observability)" in warning.message, warning.message
+
+        # After the deadline, Rollback: the rollback carries the cause, with no check to blame.
+        status = rolled_back(kube_api, namespace, "outage-rollback", timeout=45)
+        rejected = status["rejected"]
+        assert (rejected["reason"], rejected["cause"]) == ("MetricsUnavailable", "Observability"), rejected
+        assert rejected.get("check") is None and "no usable metrics" in rejected["message"], rejected
+        assert status["history"][-1]["cause"] == "Observability", status["history"][-1]
+        rolled = _warning(kube_api, namespace, "outage-rollback", "RolledBack")
+        assert "(MetricsUnavailable, cause Observability)" in rolled.message, rolled.message
+        assert _logged_cause(rollguard, "outage-rollback", "RolledBack") == "Observability"
+        counted = rollguard.metric(
+            "rollguard_rollbacks_total", name="outage-rollback", reason="MetricsUnavailable", cause="Observability"
+        )
+        assert counted == 1, "the rollback is counted under its cause"
+        assert rollguard.metric("rollguard_rollbacks_total", name="outage-hold") == 0, "the held one was not"
+    finally:
+        control_plane.start_prometheus()
+
+
+@contextmanager
+def _shared_outage(api: client.ApiClient, namespace: str, name: str, rate: str) -> Iterator[None]:
+    """Every pod of the model, those created meanwhile too, serves `rate` errors (an upstream is down)."""
+    stop = threading.Event()
+
+    def annotate() -> None:
+        while not stop.wait(0.3):
+            try:
+                _set_error_rate(api, namespace, name, rate)
+            except client.ApiException:
+                continue  # a pod deleted between the list and the patch
+
+    thread = threading.Thread(target=annotate, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        _set_error_rate(api, namespace, name, None)
+
+
+def test_a_shared_outage_after_promotion_is_found_on_the_known_good_and_the_version_comes_back(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
+) -> None:
+    watch = {"postPromotion": {"duration": "10m"}}
+    start_stable(control_plane, kube_api, namespace, canary("after", "1.0.0", **watch))
+    md.apply(control_plane, namespace, canary("after", "2.0.0", **watch))
+    md.wait_status(
+        kube_api,
+        namespace,
+        "after",
+        lambda s: s.get("servingVersion") == "2.0.0" and (s.get("watch") or {}).get("lastVerdict") == "Passed",
+        90,
+        "2.0.0 promoted and watched",
+    )
+    with _shared_outage(kube_api, namespace, "after", "0.4"):
+        # One version serves: nothing tells the outage from a regression yet, so 2.0.0 is rolled back.
+        md.wait_status(
+            kube_api,
+            namespace,
+            "after",
+            lambda s: (s.get("rejected") or {}).get("reason") == "PostPromotionAnalysisFailed",
+            60,
+            "2.0.0 rolled back after promotion",
+        )
+        # 1.0.0 then serves the same traffic and breaks the same check: the outage was shared.
+        again = md.wait_status(
+            kube_api,
+            namespace,
+            "after",
+            lambda s: s.get("phase") == "Holding" and (s.get("rollout") or {}).get("cause") == "Dependency",
+            90,
+            "2.0.0 out again as a canary, held by the shared outage",
+        )
+        assert again["servingVersion"] == "1.0.0" and again["rollout"]["target"]["version"] == "2.0.0", again
+        rolled_back = [(h["version"], h.get("cause")) for h in again["history"] if h["outcome"] == "RolledBack"]
+        assert rolled_back == [("2.0.0", "Dependency")], f"the record names the shared outage: {rolled_back}"
+        found = _warning(kube_api, namespace, "after", "SharedOutageAfterPromotion")
+        assert found.type == "Warning" and "known-good version 1.0.0 breaks check error-rate too" in found.message
+        assert "(cause Dependency)" in found.message, found.message
+    # The upstream recovers: 2.0.0 is judged beside stable again, and promoted.
+    done = md.wait_status(
+        kube_api,
+        namespace,
+        "after",
+        lambda s: md.has_condition(s, "Ready") and s.get("servingVersion") == "2.0.0",
+        90,
+        "2.0.0 serving again after the outage",
+    )
+    assert not done.get("rejected") and done["history"][-1]["version"] == "2.0.0", done["history"][-1]

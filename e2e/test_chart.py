@@ -30,6 +30,7 @@ from e2e.chart_values import ALL_OPTIONAL_FEATURES
 from e2e.cluster import ControlPlane
 from e2e.rollguard_process import RollguardProcess
 from e2e.waiting import wait_for
+from rollguard import leader
 
 CHART = md.REPO / "charts" / "rollguard"
 RELEASE, RELEASE_NS = "rollguard", "rollguard-system"
@@ -389,3 +390,32 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over(
     assert b.proc is not None
     code = wait_for(b.proc.poll, 30, message="the replica that lost the Lease exits", until=lambda c: c is not None)
     assert code == 1, f"losing leadership exits non-zero so the Deployment restarts it; got {code}"
+
+
+def test_a_replica_stopped_cleanly_hands_the_lease_over_at_once(
+    control_plane: ControlPlane,
+    kube_api: client.ApiClient,
+    namespace: str,
+    start_rollguard: Callable[..., RollguardProcess],
+) -> None:
+    def replica(pod: str) -> RollguardProcess:
+        return start_rollguard(
+            ROLLGUARD_LEADER_ELECTION="true", ROLLGUARD_LEADER_ELECTION_NAMESPACE=namespace, POD_NAME=pod
+        )
+
+    a = replica("rollguard-a")
+    wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
+    b = replica("rollguard-b")  # started: its /healthz answers as a standby
+    a.stop()  # SIGTERM, as in a rolling update of the operator's Deployment
+    assert a.proc is not None and a.proc.returncode == 0, f"a clean stop exits 0; got {a.proc and a.proc.returncode}"
+    stopped = time.monotonic()
+    # Waiting out the Lease would take its 15 s; a released Lease is taken at the standby's next 2 s retry.
+    wait_for(
+        lambda: _lease_holder(kube_api, namespace) == "rollguard-b",
+        leader.LEASE_SECONDS - 5,
+        message="the standby holds the Lease well before the stopped leader's Lease would have expired",
+    )
+    print(f"handover {time.monotonic() - stopped:.1f}s after the leader stopped")
+    wait_for(lambda: b.metric("rollguard_leader") == 1, 10, message="the standby leads")
+    md.apply(control_plane, namespace, md.manifest("handed", "1.0.0", 1, strategy={"type": "Rolling"}))
+    wait_for(lambda: md.serving(kube_api, namespace, "handed", "1.0.0"), 60, message="the new leader acts")

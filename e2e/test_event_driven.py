@@ -82,6 +82,41 @@ def test_idle_object_costs_no_requests_and_carries_nothing_of_kopf(
     assert not kopf_marks, f"kopf keeps no state on the object: {kopf_marks}"
 
 
+def test_the_operators_own_status_patch_wakes_no_second_pass(
+    control_plane: Any,
+    kube_api: client.ApiClient,
+    namespace: str,
+    proxy: CountingProxy,
+    start_proxied: Callable[..., RollguardProcess],
+) -> None:
+    operator = start_proxied(ROLLGUARD_RESYNC_SECONDS="600")  # nothing due: only changes wake a pass
+    md.apply(control_plane, namespace, _rolling("echo"))
+    wait_for(lambda: _settled(kube_api, namespace, "echo"), 60, message="echo: Ready with nothing in progress")
+    passes_before = operator.metric("rollguard_reconcile_duration_seconds_count")
+    echoes_before = operator.metric("rollguard_watch_echoes_total")
+    mark = proxy.mark()
+    # A spec change that touches no child: one pass, whose only write is status.observedGeneration.
+    generation = md.get(kube_api, namespace, "echo")["metadata"]["generation"] + 1  # type: ignore[index]
+    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+        md.GROUP, md.VERSION, namespace, md.PLURAL, "echo", {"spec": {"analysis": {"interval": "45s"}}}
+    )
+    wait_for(
+        lambda: md.status(kube_api, namespace, "echo").get("observedGeneration") == generation,
+        30,
+        message=f"the pass for generation {generation} wrote status",
+    )
+    wait_for(
+        lambda: operator.metric("rollguard_watch_echoes_total") > echoes_before,
+        30,
+        message="the watch delivered the operator's own status patch, and it was recognised as its echo",
+    )
+    time.sleep(2)  # the measurement window: a pass woken by the echo would run within it
+    status_writes = [r for r in proxy.since(mark) if r.write and r.method == "PATCH" and "/status" in r.path]
+    passes = operator.metric("rollguard_reconcile_duration_seconds_count") - passes_before
+    assert len(status_writes) == 1, f"one status write for the change: {[r.path for r in status_writes]}"
+    assert passes == 1, f"one pass for one change; its own status patch coming back woke none ({passes:.0f} ran)"
+
+
 def test_model_deployment_deletes_with_the_operator_stopped_and_a_legacy_finalizer_is_dropped(
     control_plane: Any, kube_api: client.ApiClient, namespace: str, start_rollguard: Callable[..., RollguardProcess]
 ) -> None:
@@ -145,7 +180,7 @@ def test_deleting_a_namespace_of_model_deployments_is_quick_and_quiet(
     control_plane: Any, kube_api: client.ApiClient, namespace: str, start_rollguard: Callable[..., RollguardProcess]
 ) -> None:
     operator = start_rollguard()
-    names = [f"model-{index}" for index in range(5)]
+    names = [f"model-{index}" for index in range(10)]
     for name in names:
         md.apply(control_plane, namespace, _rolling(name))
     for name in names:

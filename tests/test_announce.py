@@ -117,3 +117,15 @@ def test_a_lost_rollback_is_announced_once_per_start_and_a_posted_one_never() ->
     posted = FakeContext(event_exists=True)
     asyncio.run(announcer.reannounce(posted, body, decision.status, cluster.now, log))
     assert posted.posted == [] and rollbacks_counted() == before + 1, "an Event already posted is not repeated"
+
+
+def test_a_version_promoted_again_through_a_new_rollout_is_derived_as_a_promotion() -> None:
+    cluster = serving("1.0.0")
+    cluster.set_spec(spec_for("2.0.0"))
+    cluster.run_until(lambda s: s.stable is not None and s.stable.version == "2.0.0" and not s.retired, "2.0.0")
+    # The user pushes 1.0.0 again: a canary of a version promoted earlier, not a rollback.
+    cluster.set_spec(spec_for("1.0.0"))
+    decision = cluster.run_until(lambda s: s.stable is not None and s.stable.version == "1.0.0", "1.0.0 again")
+    event = announced(decision)
+    assert (event.reason, "was 2.0.0" in event.message) == ("Promoted", True), event
+    assert decided(decision.status, cluster.now, WITHIN) == (decision.status.history[-1].at, event)

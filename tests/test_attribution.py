@@ -3,16 +3,28 @@ outage (stable breaking the same limits in the same round) held instead of blame
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from rollguard.api.spec import MetricCheck
-from rollguard.api.status import CheckResult
+from rollguard.api.status import CheckResult, WatchStatus
 from rollguard.cli_render import render_status
+from rollguard.core.analysis import Measurement
 from rollguard.core.attribution import cause_of, shared_outage, stable_breach
+from rollguard.core.plan import PlannedCheck
 from tests.test_cli import NOW, canary_status, lines_of, md, rolled_back_status
-from tests.test_rollout import FakePrometheus, condition, reach_weight, reasons, serving, spec_for
+from tests.test_rollout import (
+    Cluster,
+    FakePrometheus,
+    condition,
+    reach_weight,
+    reasons,
+    serving,
+    spec_for,
+    unavailable,
+)
 
 DRIFT = CheckResult(name="psi", kind="drift", phase="Failed", value=0.7)
 METRIC = CheckResult(name="error-rate", kind="metric", phase="Failed", value=0.3)
@@ -29,6 +41,7 @@ METRIC = CheckResult(name="error-rate", kind="metric", phase="Failed", value=0.3
         ("ProgressDeadlineExceeded", None, "Infrastructure"),
         ("MetricsUnavailable", None, "Observability"),
         ("WaitingForMetrics", None, "Observability"),
+        ("QueryFailed", None, "Observability"),
         ("InconclusiveAnalysis", None, "Observability"),
         ("DependencyHold", None, "Dependency"),
         ("DependencyOutage", METRIC, "Dependency"),
@@ -226,3 +239,92 @@ def test_the_status_view_shows_the_cause_of_a_rejection_and_of_a_dependency_hold
     text = render_status(md(held), NOW)
     assert "held (cause Dependency) since 2m ago: stable breaks the same limits as the canary" in text, text
     assert "at 50% for" not in text, "a held canary does not claim to be moving on"
+
+    verifying = rolled_back_status()
+    verifying.watch = WatchStatus(
+        revision="rev-1-0-0", started_at="2026-03-01T12:09:00Z", until="2026-03-01T12:12:00Z", verifies="rev-1-1-0"
+    )
+    words = " ".join(render_status(md(verifying), NOW).split())
+    assert "checking known-good revision rev-1-0-0 for a shared outage that rolled back rev-1-1-0" in words, words
+
+
+WATCHED = {**ANALYSIS, "postPromotion": {"duration": "10m"}}
+
+
+@dataclass
+class ByRevision(FakePrometheus):
+    """Every check reads `bad` on the pods of revision `bad_revision`, and a healthy value on any other."""
+
+    bad_revision: str = ""
+    bad: float = 0.3
+
+    def measure(self, planned: PlannedCheck) -> Measurement:
+        healthy = super().measure(planned)
+        return replace(healthy, value=self.bad if self.bad_revision in planned.query else healthy.value)
+
+
+def degraded_after_promotion(prometheus: FakePrometheus, **dependency_hold: Any) -> Cluster:
+    """2.0.0 promoted and watched, 1.0.0 its known-good; `prometheus` from then on; back on 1.0.0."""
+    watched = {**WATCHED, "dependencyHold": dependency_hold} if dependency_hold else WATCHED
+    cluster = serving("1.0.0", analysis=watched)
+    cluster.set_spec(spec_for("2.0.0", analysis=watched))
+    cluster.run_until(lambda s: s.watch is not None and s.stable is not None and s.stable.version == "2.0.0", "2.0.0")
+    if isinstance(prometheus, ByRevision):
+        prometheus.bad_revision = cluster.status.stable.revision  # type: ignore[union-attr]
+    cluster.prometheus = prometheus
+    # With one version serving nothing tells a shared outage from a regression: rolled back, cause Model.
+    failed = cluster.run_until(lambda s: s.rejected is not None, "post-promotion failure")
+    rejected, rollout = failed.status.rejected, failed.status.rollout
+    assert rejected is not None and (rejected.reason, rejected.cause) == ("PostPromotionAnalysisFailed", "Model")
+    assert rollout is not None and (rollout.kind, rollout.target.version) == ("Rollback", "1.0.0"), rollout
+    cluster.run_until(lambda s: s.rollout is None, "back on 1.0.0")
+    return cluster
+
+
+def test_a_shared_outage_after_promotion_is_found_on_the_known_good_and_the_version_comes_back() -> None:
+    cluster = degraded_after_promotion(FakePrometheus(value=0.3, stable_value=0.3))  # every version reads 0.3
+    again = cluster.run_until(lambda s: s.rollout is not None, "the known-good version measured on the same traffic")
+    found = [e for e in again.events if e.reason == "SharedOutageAfterPromotion"]
+    assert len(found) == 1 and found[0].type == "Warning", again.events
+    assert "known-good version 1.0.0 breaks check error-rate too" in found[0].message, found[0].message
+    assert "0.3 is above the maximum 0.01" in found[0].message and "(cause Dependency)" in found[0].message
+    rolled_back = [h for h in again.status.history if h.outcome == "RolledBack"]
+    assert [(h.version, h.cause) for h in rolled_back] == [("2.0.0", "Dependency")], "the record is corrected"
+    rollout = again.status.rollout
+    assert rollout is not None and (rollout.kind, rollout.target.version) == ("Canary", "2.0.0"), rollout
+    assert again.status.rejected is None and again.status.serving_version == "1.0.0"
+
+    # The outage goes on: the canary beside stable is held for it, then promoted once it is over.
+    held = cluster.run_until(lambda s: s.phase == "Holding", "the canary held by the same outage")
+    assert held.status.rollout is not None and held.status.rollout.cause == "Dependency", held.status.message
+    cluster.prometheus = FakePrometheus(value=0.001, stable_value=0.001)
+    done = cluster.run_until(lambda s: s.phase == "Ready" and s.serving_version == "2.0.0", "2.0.0 back")
+    assert done.status.rejected is None and [h.outcome for h in done.status.history][-1] == "Promoted"
+
+
+def test_a_regression_after_promotion_stays_the_versions_own_when_the_known_good_is_healthy() -> None:
+    cluster = degraded_after_promotion(ByRevision())  # only 2.0.0's pods read 0.3
+    verified = cluster.run_until(lambda s: s.watch is None, "the known-good version measured healthy")
+    rejected = verified.status.rejected
+    assert rejected is not None and (rejected.version, rejected.cause) == ("2.0.0", "Model"), rejected
+    assert verified.status.history[-2].cause == "Model" and verified.status.rollout is None
+    assert "SharedOutageAfterPromotion" not in reasons(cluster.events), reasons(cluster.events)
+    for _ in range(5):
+        assert cluster.reconcile().status.rollout is None, "2.0.0 stays rejected until a new version or a retry"
+
+
+def test_with_the_dependency_hold_disabled_the_known_good_is_not_checked_after_a_rollback() -> None:
+    cluster = degraded_after_promotion(FakePrometheus(value=0.3, stable_value=0.3), enabled=False)
+    assert cluster.status.watch is None, "nothing is measured after a rollback to known-good"
+    for _ in range(5):
+        assert cluster.reconcile().status.rollout is None, "the known-good version is never rolled back"
+    assert cluster.status.rejected is not None and cluster.status.rejected.cause == "Model"
+
+
+def test_every_warning_of_a_metrics_outage_names_cause_observability() -> None:
+    cluster = unavailable()  # deadline 2m, action Hold
+    cluster.run_until(lambda s: s.rollout is not None and s.rollout.paused_reason == "MetricsUnavailable", "held")
+    warnings = [e for e in cluster.events if e.reason == "MetricsUnavailable"]
+    assert len(warnings) == 2, f"one when metrics go, one at the deadline: {warnings}"
+    assert warnings[0].message.startswith("metrics unavailable (cause Observability): cannot measure"), warnings[0]
+    assert "(cause Observability): no usable metrics" in warnings[1].message, warnings[1]

@@ -166,6 +166,8 @@ def test_bearer_token_is_read_from_a_mounted_file(helm_bin: Path) -> None:
         ("--set=prometheus.url=ftp://prometheus", "/prometheus/url"),
         ("--set=prometheus.url=prometheus:9090", "/prometheus/url"),
         ("--set=resyncSeconds=0", "/resyncSeconds"),
+        ("--set=maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
+        ("--set=prometheus.queryAttempts=0", "/prometheus/queryAttempts"),
         ("--set=watchNamespaces=team-a", "/watchNamespaces"),
         ("--set=prometheus.auth.type=digest", "/prometheus/auth/type"),
         ("--set=serviceMonitor.interval=soon", "/serviceMonitor/interval"),
@@ -240,3 +242,32 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
     result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_tuning_values_reach_the_operators_settings(helm_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollguard.settings import Settings  # noqa: PLC0415
+
+    docs = render(
+        helm_bin,
+        "--set=maxConcurrentReconciles=32",
+        "--set-json=prometheus.timeoutSeconds=2.5",  # --set turns a float into a string
+        "--set=prometheus.queryAttempts=5",
+        "--set=prometheus.retryMaxSeconds=4",
+        "--set=prometheus.maxConcurrentQueries=24",
+        "--set=prometheus.breakerFailures=7",
+        "--set=prometheus.breakerResetSeconds=45",
+    )
+    for name, value in env_of(docs).items():
+        if name.startswith("ROLLGUARD_") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    seen = (
+        settings.max_concurrent_reconciles,
+        settings.prometheus_timeout_seconds,
+        settings.prometheus_query_attempts,
+        settings.prometheus_retry_max_seconds,
+        settings.prometheus_max_concurrent_queries,
+        settings.prometheus_breaker_failures,
+        settings.prometheus_breaker_reset_seconds,
+    )
+    assert seen == (32, 2.5, 5, 4.0, 24, 7, 45.0), f"the operator reads what the chart was given: {seen}"

@@ -69,12 +69,12 @@ class FakeCoordinationApi:
 
 
 class Candidate:
-    def __init__(self, cluster: FakeCluster, name: str) -> None:
+    def __init__(self, cluster: FakeCluster, name: str, **timing: int) -> None:
         self.api = FakeCoordinationApi(cluster)
         lease = leader.Lease("rollguard-leader", "rollguard-system", name, api=None)
         lease.api_instance = self.api
         self.exit_codes: list[int] = []
-        self.elector = leader.Elector(lease, on_lost=self.exit_codes.append, **FAST)
+        self.elector = leader.Elector(lease, on_lost=self.exit_codes.append, **(FAST | timing))
 
     def holder(self) -> str | None:
         lease = self.api.cluster.leases.get(("rollguard-system", "rollguard-leader"))
@@ -184,3 +184,33 @@ def test_a_standby_answers_healthz_then_frees_the_port() -> None:
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
         again.bind(("0.0.0.0", port))  # kopf's liveness endpoint can take the port over
+
+
+def test_a_clean_shutdown_hands_the_lease_over_at_once() -> None:
+    cluster = FakeCluster()
+    long_lease = {"lease_seconds": 60}  # waiting it out would take a minute; a released Lease takes a retry
+    a, b = Candidate(cluster, "pod-a", **long_lease), Candidate(cluster, "pod-b", **long_lease)
+    a.elector.start()
+    assert a.elector.leading.wait(5)
+    b.elector.start()
+    time.sleep(FAST["retry_period"] + 0.5)
+    assert not b.elector.leading.is_set(), "the standby waits while the Lease is held"
+    released = time.monotonic()
+    a.elector.release()
+    assert a.holder() != "pod-a", "the released Lease no longer names the old leader"
+    assert b.elector.leading.wait(10), "the standby takes the released Lease long before it would expire"
+    assert b.holder() == "pod-b"
+    time.sleep(FAST["renew_deadline"] + FAST["retry_period"] + 0.5)  # a's renew loop gives up meanwhile
+    assert a.exit_codes == [], "a released leader is not 'lost': it does not exit non-zero"
+    assert b.holder() == "pod-b", "the released leader's election thread never takes the Lease back"
+    print(f"handed over {time.monotonic() - released:.1f}s after release")
+
+
+def test_release_leaves_a_lease_someone_else_holds() -> None:
+    cluster = FakeCluster()
+    a = Candidate(cluster, "pod-a")
+    a.elector.start()
+    assert a.elector.leading.wait(5)
+    cluster.leases[("rollguard-system", "rollguard-leader")].spec.holder_identity = "intruder"
+    assert a.elector.lease.release() is False
+    assert a.holder() == "intruder", "release only ever empties its own holder"

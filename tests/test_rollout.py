@@ -785,7 +785,10 @@ def test_degraded_after_promotion_rolls_back_to_the_previous_known_good() -> Non
 
     done = cluster.run_until(lambda s: s.rollout is None, "back on 1.0.0")
     assert done.status.stable and done.status.stable.version == "1.0.0", "1.0.0 serves again"
-    assert done.status.watch is None, "a rollback to known-good is not watched"
+    verifying = done.status.watch
+    assert verifying is not None and verifying.verifies == rejected.revision, (
+        f"the known-good version is only checked for a shared outage (core/rollout/watch.py): {verifying}"
+    )
     assert [w.ref.version for w in done.workloads] == ["1.0.0"], "2.0.0 is scaled away at once"
     assert done.status.phase == "RolledBack", f"phase: {done.status.phase}"
 

@@ -29,19 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
     import rollguard.handlers  # noqa: F401, PLC0415 - registers the handlers with kopf
 
+    elector = None
     if settings.leader_election:
         from rollguard import leader  # noqa: PLC0415
         from rollguard.adapters.kube import load_config  # noqa: PLC0415
 
-        leader.elect(settings, load_config())  # blocks until leading; exits the process if leadership is lost
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            namespaces=namespaces,
-            clusterwide=not namespaces,
-            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        elector = leader.elect(settings, load_config())  # blocks until leading; exits if leadership is lost
+    try:
+        asyncio.run(
+            kopf.operator(
+                standalone=True,
+                namespaces=namespaces,
+                clusterwide=not namespaces,
+                liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            )
         )
-    )
+    finally:
+        if elector is not None:
+            elector.release()  # kopf has stopped acting: a standby may lead now, without waiting out the Lease
     return 0
 
 

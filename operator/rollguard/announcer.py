@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rollguard import metrics
+from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import ModelDeploymentStatus
 from rollguard.core import clock
 from rollguard.core.facts import Event
@@ -59,3 +60,6 @@ async def reannounce(ctx: Any, body: dict[str, Any], status: ModelDeploymentStat
     )
     ctx.post_event(body, event)
     count(meta["namespace"], meta["name"], status, [event])
+    if getattr(ctx, "notifier", None) is not None:  # its webhooks were lost with the Event
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})  # already validated by this pass
+        ctx.notifier.announce(meta["namespace"], meta["name"], spec, status, [event], now)

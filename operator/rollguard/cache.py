@@ -39,6 +39,7 @@ class Cache:
     def __init__(self) -> None:
         self._indexes: Mapping[str, Mapping[Any, Iterable[Manifest]]] = {}
         self._written: dict[Key, Manifest] = {}
+        self._own_versions: dict[Key, str] = {}  # the resourceVersion our last status patch produced
 
     @property
     def bound(self) -> bool:
@@ -71,10 +72,24 @@ class Cache:
     def wrote(self, obj: Manifest | None) -> None:
         """The object as the API server returned it after our write."""
         if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
-            self._written[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            self._written[key] = obj
+            version = obj["metadata"].get("resourceVersion")
+            if version:
+                self._own_versions[key] = str(version)
+
+    def echo(self, obj: Manifest) -> bool:
+        """True when a watch event carries exactly the object our own last status patch produced: the
+        pass that wrote it already decided on it, so it needs no other. Any other writer's change has
+        another resourceVersion (and kopf delivers every event, unbatched), so it is never taken for one."""
+        meta = obj.get("metadata") or {}
+        version = meta.get("resourceVersion")
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        return bool(version) and self._own_versions.get(key) == str(version)
 
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
+        self._own_versions.pop((namespace, name), None)
 
     def model_deployments(self, namespace: str) -> list[Manifest]:
         found = self._indexes.get(MODEL_DEPLOYMENTS) or {}

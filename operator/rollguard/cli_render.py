@@ -234,6 +234,16 @@ def _header(obj: Obj, status: Mapping[str, Any], ctx: _Context) -> list[str]:
         lines += field("Message", str(status["message"]))
     replicas = f"{number(status.get('readyReplicas', 0))}/{number(status.get('replicas', 0))} ready"
     lines += field("Replicas", f"{replicas}; canary weight {number(status.get('canaryWeight', 0))}%")
+    fallback = _dict(status.get("fallback"))
+    if fallback:
+        version = fallback.get("version", "?")
+        if fallback.get("active"):
+            since = age(fallback.get("since"), ctx.now)
+            why = f"{fallback.get('reason', '?')}, cause {fallback.get('cause', '?')}"
+            text = f"{version} serves the model's traffic, taken {since} ({why})"
+        else:
+            text = f"{version} kept warm ({number(fallback.get('readyReplicas', 0))} ready), no traffic"
+        lines += field("Fallback", text)
     if generation is not None and observed is not None and int(observed) < int(generation):
         lines += field("Note", f"the operator has not processed generation {generation} yet")
     return lines
@@ -393,14 +403,14 @@ def _checks(status: Mapping[str, Any], ctx: _Context) -> list[str]:
     if watch:
         until = watch.get("until")
         span = f"until {age(until, ctx.now).removeprefix('in ')} from now" if until else "continuously"
-        lines += [
-            "",
-            *field(
-                "Watch",
-                f"post-promotion analysis of the stable revision {watch.get('revision', '?')} {span}, "
-                f"failures {number(watch.get('failures', 0))}",
-            ),
-        ]
+        what = (
+            f"checking known-good revision {watch.get('revision', '?')} for a shared outage that rolled back "
+            f"{watch['verifies']} (never rolled back itself) {span}"
+            if watch.get("verifies")
+            else f"post-promotion analysis of the stable revision {watch.get('revision', '?')} {span}, "
+            f"failures {number(watch.get('failures', 0))}"
+        )
+        lines += ["", *field("Watch", what)]
         watched = [_dict(c) for c in _list(watch.get("checks"))]
         if watched:
             lines += ["Checks (stable, after promotion):", *checks_table(watched)]

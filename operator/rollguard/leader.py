@@ -6,7 +6,10 @@
 pod stays live), sets rollguard_leader to 1 and returns; a background thread keeps renewing it.
 If the Lease cannot be renewed within the renew deadline, or the election thread dies, the
 process exits with status 1 at once: the Deployment restarts it as a standby, and two operators
-never act together (the split brain of argo-rollouts#2117).
+never act together (the split brain of argo-rollouts#2117). On a clean shutdown (SIGTERM, e.g. a
+rolling update of the operator) `release()` empties the holder, so a standby takes over within one
+retry period instead of waiting out the Lease, as client-go's ReleaseOnCancel does
+(k8s.io/client-go/tools/leaderelection/leaderelection.go, release()).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Lease(LeaseLock):
         self.api_instance = client.CoordinationV1Api(api)
         self.clock = clock
         self.renewed_at: float | None = None
+        self.released = False
 
     def get(self, name: str, namespace: str) -> tuple[bool, Any]:
         try:
@@ -67,7 +71,26 @@ class Lease(LeaseLock):
     def update(self, name: str, namespace: str, updated_record: Any) -> bool:
         return self._timed(super().update, name, namespace, updated_record)
 
+    def release(self) -> bool:
+        """Empty the holder if it is still us; the resourceVersion makes it a no-op if someone took over."""
+        self.released = True  # from now on the election thread's renewals fail instead of retaking it
+        try:
+            lease = self.api_instance.read_namespaced_lease(self.name, self.namespace)
+            spec = lease.spec
+            if spec is None or spec.holder_identity != self.identity:
+                return False
+            spec.holder_identity = None
+            spec.lease_duration_seconds = 1
+            self.api_instance.replace_namespaced_lease(self.name, self.namespace, lease)
+        except Exception as error:  # the Lease then simply expires
+            log.warning("cannot release the leader Lease", lease=f"{self.namespace}/{self.name}", error=str(error))
+            return False
+        log.info("released the leader Lease", identity=self.identity, lease=f"{self.namespace}/{self.name}")
+        return True
+
     def _timed(self, write: Callable[..., Any], *args: Any) -> bool:
+        if self.released:
+            return False
         try:
             ok = bool(write(*args))
         except Exception as error:
@@ -129,6 +152,13 @@ class Elector:
         renewed = self.lease.renewed_at
         if self.leading.is_set() and renewed is not None and self.lease.clock() - renewed > self.renew_deadline:
             self.lose(f"no Lease renewal for {self.lease.clock() - renewed:.0f}s")
+
+    def release(self) -> None:
+        """Clean shutdown: stop acting as leader, then hand the Lease over."""
+        self.lost = True  # the watchdog and a failing renewal no longer exit the process
+        self.leading.clear()
+        metrics.LEADER.set(0)
+        self.lease.release()
 
     def lose(self, why: str) -> None:
         if self.lost:

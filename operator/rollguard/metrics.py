@@ -26,13 +26,27 @@ BREAKER_OPEN = Gauge(
 )
 LEADER = Gauge("rollguard_leader", "1 while this process is the active operator")
 API_WRITES = Counter("rollguard_api_writes_total", "Write requests sent to the Kubernetes API", ["verb"])
+WATCH_ECHOES = Counter(
+    "rollguard_watch_echoes_total", "ModelDeployment watch events that only echoed the operator's own status patch"
+)
 METRICS_AVAILABLE = Gauge(
     "rollguard_metrics_available",
     "1 while the ModelDeployment's MetricsAvailable condition is True, 0 while it is False (checks cannot be measured)",
     ["namespace", "name"],
 )
+NOTIFICATIONS = Counter(
+    "rollguard_notifications_total",
+    "Webhook notifications by endpoint, event and outcome (delivered, rejected, failed, dropped; the "
+    "confirm-promotion gate: confirmed, refused, failed)",
+    ["endpoint", "event", "outcome"],
+)
 QUARANTINED = Gauge(
     "rollguard_quarantined",
     "1 while a ModelDeployment's passes raise and it is retried with back-off (see its Stalled condition and logs)",
+    ["namespace", "name"],
+)
+FALLBACK_ACTIVE = Gauge(
+    "rollguard_fallback_active",
+    "1 while the ModelDeployment's fallback (spec.fallback) serves its traffic because the model cannot",
     ["namespace", "name"],
 )

@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from rollguard import announcer, backoff, cache, metrics
 from rollguard.adapters.gateway import HTTPRouteRouter
-from rollguard.adapters.kube import Kube, NotOwnedError, describe_owner, owned_by
+from rollguard.adapters.kube import Kube, NotOwnedError, contains, describe_owner, owned_by
+from rollguard.adapters.notify import Notifier
 from rollguard.adapters.prometheus import MetricsProvider, PrometheusBadQueryError, PrometheusQueryError
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import CheckResult, ModelDeploymentStatus
-from rollguard.core import actions, blocked, builders, clock, naming, plan, policy, schedule
+from rollguard.core import actions, blocked, builders, clock, naming, notify, plan, policy, reads, schedule
 from rollguard.core.analysis import Answer, QueryFailure, judge
 from rollguard.core.analysis import measurement as measure_of
 from rollguard.core.conditions import set_condition
@@ -45,6 +46,7 @@ class Context:
     holds: backoff.Holds = field(default_factory=backoff.Holds)
     cache: cache.Cache | None = None  # the watch-fed cache; None reads from the API server (tools, tests)
     announced: set[tuple[str, str]] = field(default_factory=set)  # objects re-announced since this start
+    notifier: Notifier | None = None  # webhooks to the platform's endpoints (settings); None: none defined
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -104,18 +106,43 @@ def _children(
     roles = {w.role: w.ref.revision for w in decision.workloads}
     stable_id = roles.get("stable", roles.get("canary"))
     # Behind a router, the model's own Service reaches only stable pods: the route does the split.
-    children.append(builders.service(owner, spec.runtime.port, rollout_id=stable_id if routed else None))
+    # While the fallback serves, every Service of the model selects its pods instead (no pod restarts).
+    to_fallback = decision.fallback is not None and decision.fallback.active
+    children.append(
+        builders.service(owner, spec.runtime.port, rollout_id=stable_id if routed else None, fallback=to_fallback)
+    )
     if routed:
         for role in ("stable", "canary"):
             rollout_id = roles.get(role, stable_id)
             name = naming.role_service_name(owner.name, role)
-            children.append(builders.service(owner, spec.runtime.port, name=name, rollout_id=rollout_id))
+            children.append(
+                builders.service(owner, spec.runtime.port, name=name, rollout_id=rollout_id, fallback=to_fallback)
+            )
     if spec.disruption_budget.enabled:
         children.append(builders.disruption_budget(owner, decision.min_available))
     stable = decision.status.stable
     if spec.autoscaling is not None and stable is not None:
         children.append(builders.autoscaler(owner, spec, stable.revision))
+    fallback = decision.fallback
+    if fallback is not None:
+        children.append(builders.fallback_deployment(owner, spec, fallback.ref, fallback.replicas, pod_policy))
     return children
+
+
+async def _fallback_live(
+    ctx: Context, namespace: str, name: str, owner_uid: str, declared: bool
+) -> dict[str, Any] | None:
+    """The Deployment <name>-fallback if this ModelDeployment owns it; read from the API server only when
+    spec.fallback is declared (without a cache), so an object without one costs no request."""
+    fallback_name = naming.fallback_name(name)
+    if ctx.cache is not None:
+        found = ctx.cache.child("Deployment", namespace, name, fallback_name)
+    elif declared:
+        metadata = {"name": fallback_name, "namespace": namespace}
+        found = await ctx.kube.run(ctx.kube.read, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata})
+    else:
+        found = None
+    return found if found is not None and owned_by(found, owner_uid) else None
 
 
 def _unready(deployment: dict[str, Any]) -> bool:
@@ -145,6 +172,7 @@ def _record_metrics(namespace: str, name: str, status: ModelDeploymentStatus, ev
     for check in tracked:
         if check.value is not None:
             metrics.CHECK_VALUE.labels(namespace, name, check.name).set(check.value)
+    metrics.FALLBACK_ACTIVE.labels(namespace, name).set(1 if status.fallback and status.fallback.active else 0)
     announcer.count(namespace, name, status, events)
 
 
@@ -274,7 +302,8 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
     route_name = canary.traffic_routing.http_route.name if canary and canary.traffic_routing.http_route else None
     if ctx.cache is not None:
         deployments = ctx.cache.children("Deployment", namespace, name)
-        if any(_unready(d) for d in deployments):  # pods are read only to say why a revision is not ready
+        # Pods are read only to say why a revision is not ready, and only once a message can say it.
+        if any(_unready(d) for d in deployments) and reads.wants_failure_reason(spec, status, datetime.now(UTC)):
             revisions, live = await kube.run(
                 cache.revisions, deployments, meta["uid"], _failure_of(kube, namespace, name)
             )
@@ -285,6 +314,7 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
         revisions, live = await kube.run(kube.revisions, namespace, name, meta["uid"])
         route = await kube.run(router.get, namespace, route_name) if route_name else None
     route_missing = bool(route_name) and route is None
+    fallback_live = await _fallback_live(ctx, namespace, name, meta["uid"], spec.fallback is not None)
     now = datetime.now(UTC)
     now_iso = clock.iso(now)
     await announcer.reannounce(ctx, body, status, now, bound)
@@ -308,6 +338,10 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
                 query=result.query,
                 detail=result.message,
             )
+    confirmation = None
+    gate = notify.gate_due(spec, status, now, paused) if ctx.notifier is not None else None
+    if gate is not None and ctx.notifier is not None:
+        confirmation = await ctx.notifier.confirm(gate, notify.confirm_request(namespace, name, status, now_iso))
     decision = decide(
         Inputs(
             name=name,
@@ -322,6 +356,9 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
             route_missing=route_missing,
             metrics_configured=ctx.prometheus is not None,
             pod_policy=ctx.pod_policy,
+            fallback_ready=int(((fallback_live or {}).get("status") or {}).get("readyReplicas") or 0),
+            notification_catalog=ctx.notifier.catalog if ctx.notifier is not None else notify.NO_ENDPOINTS,
+            confirmation=confirmation,
         )
     )
     blocker = None
@@ -331,6 +368,9 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
         retire_kinds = [] if spec.disruption_budget.enabled else [("policy/v1", "PodDisruptionBudget")]
         retire_kinds += [("autoscaling/v2", "HorizontalPodAutoscaler")] if spec.autoscaling is None else []
         blocker = await _write_children(ctx, owner, children, live, decision.keep_revisions, retire_kinds, bound)
+        if blocker is None and spec.fallback is None and (fallback_live is not None or ctx.cache is None):
+            fallback_name = naming.fallback_name(name)  # spec.fallback removed: its warm Deployment goes
+            await kube.run(kube.delete_if_exists, "apps/v1", "Deployment", namespace, fallback_name, meta["uid"])
         if blocker is None and route is not None and decision.route_weights is not None:
             stable_weight, canary_weight = decision.route_weights
             weights = {
@@ -361,6 +401,8 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
             event.message, reason=event.reason, phase=decision.status.phase, evidence=_evidence(decision, event)
         )
         ctx.post_event(body, event)
+    if ctx.notifier is not None and not decision.invalid:
+        ctx.notifier.announce(namespace, name, spec, decision.status, decision.events, now)
     _record_metrics(namespace, name, decision.status, decision.events)
     _check_limits(namespace, name, spec)
     if blocker is not None and blocker[0] == "ChildRejected":
@@ -371,6 +413,8 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
 def _refusal(what: str, error: ApiException) -> tuple[str, str] | None:
     """A refusal by the API server (4xx, not a retried conflict) as ChildRejected; None for outages."""
     if _transient(error) or _namespace_terminating(error) or not 400 <= error.status < 500:
+        return None
+    if _deleted_meanwhile(error, ""):  # the namespace is gone: the pass stops quietly, nothing to report
         return None
     try:
         detail = json.loads(error.body or "{}").get("message") or error.reason
@@ -390,40 +434,51 @@ async def _write_children(
 ) -> tuple[str, str] | None:
     """Applies the children and deletes retired ones; returns (reason, message) when it could not.
 
-    Every child's live object is read first: if any name belongs to something this ModelDeployment
-    does not own, nothing is written (NameConflict). The first refusal stops the pass (ChildRejected).
+    A child the watch-fed cache does not hold is created with a create-only apply, which the API
+    server refuses when the name is taken (then it is read once), instead of a read before every
+    create. If any name belongs to something this ModelDeployment does not own, nothing more is
+    written (NameConflict), and Deployments, which start pods, are written last so a taken name
+    stops them. The first refusal stops the pass (ChildRejected).
     """
     kube, namespace = ctx.kube, owner.namespace
     current: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     conflicts: list[str] = []
     for manifest in children:
         revision = manifest["metadata"]["labels"].get(naming.LABEL_ROLLOUT_ID)
-        known = live.get(revision) if manifest["kind"] == "Deployment" and revision else None
-        if known is None and ctx.cache is not None:
-            known = ctx.cache.child(manifest["kind"], namespace, owner.name, manifest["metadata"]["name"])
-        # Not in the cache: read it, so a name someone else took is never written over.
-        found = known if known is not None else await kube.run(kube.read, manifest)
+        found = live.get(revision) if manifest["kind"] == "Deployment" and revision else None
+        if found is None and ctx.cache is not None:
+            found = ctx.cache.child(manifest["kind"], namespace, owner.name, manifest["metadata"]["name"])
+        elif found is None:  # no cache (tools, tests): read what it would have held
+            found = await kube.run(kube.read, manifest)
         if found is not None and not owned_by(found, owner.uid):
             child = manifest["metadata"]["name"]
             conflicts.append(str(NotOwnedError(manifest["kind"], namespace, child, describe_owner(found))))
         current.append((manifest, found))
     if conflicts:
         return "NameConflict", "; ".join(conflicts)
+    current.sort(key=lambda item: item[0]["kind"] == "Deployment")
     what = ""
     try:
-        for manifest, found in current:
+        for index, (manifest, found) in enumerate(current):
             what = f"{manifest['kind']} {namespace}/{manifest['metadata']['name']}"
-            if await kube.run(kube.apply, manifest, owner.uid, found):
+            if found is not None and contains(found, manifest):
+                continue  # already as desired (found is ours, checked above): no worker thread for a no-op
+            try:
+                applied = await kube.run(kube.apply, manifest, owner.uid, found)
+            except NotOwnedError as error:  # taken by an object the cache does not hold
+                return "NameConflict", "; ".join([str(error), *await _taken(ctx, owner, current[index + 1 :])])
+            if applied:
                 bound.info("applied", kind=manifest["kind"], child=manifest["metadata"]["name"])
         for revision in set(live) - keep_revisions:
             retired = naming.deployment_name(owner.name, revision)
             what = f"deleting Deployment {namespace}/{retired}"
             await kube.run(kube.delete_deployment, namespace, retired, live[revision]["metadata"]["uid"])
         for api_version, kind in retire_kinds:
-            if ctx.cache is not None and ctx.cache.child(kind, namespace, owner.name, owner.name) is None:
+            cached = ctx.cache.child(kind, namespace, owner.name, owner.name) if ctx.cache is not None else None
+            if ctx.cache is not None and cached is None:
                 continue  # none exists (the cache holds every labelled one): nothing to read or delete
             what = f"deleting {kind} {namespace}/{owner.name}"
-            await kube.run(kube.delete_if_exists, api_version, kind, namespace, owner.name, owner.uid)
+            await kube.run(kube.delete_if_exists, api_version, kind, namespace, owner.name, owner.uid, cached)
     except NotOwnedError as error:  # the name was taken between the read and the write
         return "NameConflict", str(error)
     except ApiException as error:
@@ -434,7 +489,23 @@ async def _write_children(
     return None
 
 
+async def _taken(
+    ctx: Context, owner: builders.Owner, rest: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> list[str]:
+    """The other taken names among children not written yet, read (not written) to name them all at once."""
+    taken = []
+    for manifest, known in rest:
+        found = known if known is not None else await ctx.kube.run(ctx.kube.read, manifest)
+        if found is not None and not owned_by(found, owner.uid):
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            taken.append(str(NotOwnedError(kind, owner.namespace, name, describe_owner(found))))
+    return taken
+
+
 def _evidence(decision: Decision, event: Event) -> dict[str, Any] | None:
+    fallback = decision.status.fallback
+    if event.reason == "FallbackActivated" and fallback is not None:
+        return fallback.model_dump(mode="json", by_alias=True, exclude_none=True)
     rejected = decision.status.rejected
     if event.reason == "RolledBack" and rejected is not None:
         return rejected.model_dump(mode="json", by_alias=True, exclude_none=True)

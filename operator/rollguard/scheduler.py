@@ -9,7 +9,6 @@ workqueue with `Result{RequeueAfter}` (kubernetes-sigs/controller-runtime pkg/re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import random
 import time
@@ -50,7 +49,9 @@ class Scheduler:
         self._running: set[Key] = set()
         self._again: set[Key] = set()  # changed while its pass ran: run once more right after
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        # The loop sleeps on one future: a burst of watch events costs one wake-up, not one per event.
+        self._waiter: asyncio.Future[None] | None = None
+        self.turns = 0  # loop turns (wake-ups) so far: a burst of changes costs one
 
     # -- what the watch handlers call ---------------------------------------------------------
     def changed(self, key: Key) -> None:
@@ -60,7 +61,8 @@ class Scheduler:
             self._again.add(key)
         else:
             self._changed[key] = None
-        self._wake.set()
+        if len(self._running) < self._max_concurrent:  # else the next pass to finish wakes the loop
+            self._wake()
 
     def forget(self, key: Key) -> None:
         """The object is gone: no more passes for it."""
@@ -79,16 +81,27 @@ class Scheduler:
         return len(self._running)
 
     # -- the loop -----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                self._wake.clear()
+                self.turns += 1
                 self._start_ready()
-                timeout = None
+                timer = None
+                self._waiter = loop.create_future()
                 if self._heap and len(self._running) < self._max_concurrent:
-                    timeout = max(0.0, self._heap[0][0] - self._clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    timer = loop.call_later(max(0.0, self._heap[0][0] - self._clock()), self._wake)
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                    if timer is not None:
+                        timer.cancel()
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -133,7 +146,7 @@ class Scheduler:
             wanted = self._retry_seconds
         finally:
             self._running.discard(key)
-            self._wake.set()
+            self._wake()
         if key not in self._known:
             return
         if key in self._again:
@@ -148,4 +161,4 @@ class Scheduler:
         when = self._clock() + delay_seconds
         self._due[key] = when
         heapq.heappush(self._heap, (when, key))
-        self._wake.set()
+        self._wake()

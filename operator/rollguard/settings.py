@@ -5,10 +5,32 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rollguard.core.notify import Catalog, EndpointRule
 from rollguard.core.policy import PodPolicy, split_list
+
+
+class NotificationEndpoint(BaseModel):
+    """A webhook the platform defines (chart value notifications.endpoints); tenants name it, never its URL."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2048, description="http(s) URL; redirects not followed.")
+    format: Literal["json", "slack"] = "json"
+    secret_file: str | None = Field(default=None, description="HMAC key (the mounted Secret's key, trimmed).")
+    namespaces: list[str] = Field(default_factory=list, description="Tenant namespaces (shell patterns); empty: all.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _signed(self) -> NotificationEndpoint:
+        # A Slack incoming-webhook URL is its own secret; every other receiver must be able to verify the sender.
+        if self.format == "json" and not self.secret_file:
+            raise ValueError(f"endpoint {self.name!r}: format json needs secret (secretFile) to sign with")
+        return self
 
 
 class Settings(BaseSettings):
@@ -63,10 +85,28 @@ class Settings(BaseSettings):
     pod_allowed_toleration_keys: str = ""
     pod_allowed_node_selector_keys: str = "*"
     pod_restricted_security_context: bool = True
+    # Notifications (adapters/notify.py): a JSON list of NotificationEndpoint, from the chart.
+    notifications_endpoints: list[NotificationEndpoint] = Field(default_factory=list)
+    notifications_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per notification.")
+    notifications_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest back-off between them.")
+    notifications_queue_size: int = Field(
+        default=256, ge=1, description="Notifications waiting per endpoint; more are dropped (logged and counted)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> Settings:
+        names = [endpoint.name for endpoint in self.notifications_endpoints]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"notifications endpoints must have unique names; repeated: {', '.join(twice)}")
+        return self
 
     @property
     def namespace_list(self) -> list[str]:
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+    def notification_catalog(self) -> Catalog:
+        return Catalog(tuple(EndpointRule(e.name, tuple(e.namespaces)) for e in self.notifications_endpoints))
 
     def pod_policy(self) -> PodPolicy:
         return PodPolicy(

@@ -6,12 +6,10 @@ the backendRefs that name <model-deployment>-stable and <model-deployment>-canar
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from kubernetes.client.exceptions import ApiException
+from typing import Any
 
 from rollguard import metrics
-from rollguard.adapters.kube import Kube
+from rollguard.adapters.kube import Kube, object_path
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -21,14 +19,7 @@ class HTTPRouteRouter:
         self.kube = kube
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any], self.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.kube.get_object(f"{GROUP}/{VERSION}", "HTTPRoute", namespace, name)
 
     def set_weights(self, route: dict[str, Any], weights: dict[str, int]) -> bool:
         """Sets backendRef weights (by Service name) on the route as read this pass; returns whether it wrote."""
@@ -43,6 +34,6 @@ class HTTPRouteRouter:
         if not operations:
             return False
         metrics.API_WRITES.labels("patch_route").inc()
-        resource = self.kube.dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind="HTTPRoute")
-        resource.patch(body=operations, name=name, namespace=namespace, content_type="application/json-patch+json")
+        path = object_path(f"{GROUP}/{VERSION}", "HTTPRoute", namespace, name)
+        self.kube.request("PATCH", path, body=operations, content_type="application/json-patch+json")
         return True

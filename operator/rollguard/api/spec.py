@@ -266,6 +266,18 @@ class Canary(WireModel):
         "never dips; with 0, stable first gives up disruptionBudget.maxUnavailable pods (at least 1). "
         "Not applied with spec.autoscaling (the HPA owns stable's count).",
     )
+    confirm_promotion: ConfirmPromotion | None = Field(
+        default=None, description="Wait for a webhook's 2xx (a load test, an approval) before promoting."
+    )
+
+
+class ConfirmPromotion(WireModel):
+    """A gate before promotion: rollguard POSTs to a platform-defined endpoint each analysis round; a 2xx promotes."""
+
+    endpoint: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)] = Field(
+        description="Name of an endpoint the platform defines (chart value notifications.endpoints). Until it "
+        "answers 2xx the rollout holds after its last step (phase Holding, reason AwaitingConfirmation)."
+    )
 
 
 class Strategy(WireModel):
@@ -474,6 +486,53 @@ class Analysis(WireModel):
         return duration_seconds(self.interval)
 
 
+NotificationEvent = Literal[
+    "RolloutStarted", "StepAdvanced", "Holding", "Promoted", "RolledBack", "Degraded", "Fallback"
+]
+
+
+class NotificationRef(WireModel):
+    """Send this ModelDeployment's rollout events to an endpoint the platform defines."""
+
+    endpoint: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)] = Field(
+        description="Name of an endpoint in the chart value notifications.endpoints that allows this namespace."
+    )
+    events: list[NotificationEvent] = Field(
+        default_factory=list,
+        max_length=7,
+        description="Which events to send: RolloutStarted, StepAdvanced, Holding, Promoted, RolledBack, Degraded, "
+        "Fallback. Empty (default): all.",
+    )
+
+
+class Fallback(WireModel):
+    """A model that serves when the model cannot (smaller, older or rules-based).
+
+    Kept warm as the Deployment <name>-fallback (starting it on demand would cost a model load exactly
+    when nothing serves), under the same pod policy as every revision. Its pods get traffic only while
+    it is active: when the serving version has had no ready pod for `activateAfter`, or fails its
+    post-promotion checks with no known-good version to roll back to.
+    """
+
+    model: ModelRef = Field(description="The fallback's model artifact (name, version, uri, format).")
+    runtime: Runtime | None = Field(
+        default=None,
+        description="The fallback's container, e.g. a rules-based image. Default: spec.runtime. The platform's pod "
+        "policy applies to it as to spec.runtime.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description="Pods kept warm (and serving while active). Default 1: a small model at a small cost.",
+    )
+    activate_after: Duration = Field(
+        default="10s",
+        description="How long the serving version may have no ready pod before the fallback takes its traffic. "
+        "Default 10s. The traffic comes back as soon as the serving version has a ready pod again.",
+    )
+
+
 class ModelDeploymentSpec(WireModel):
     """A model served by replicated Deployments, rolled out through a canary gated by Prometheus."""
 
@@ -501,3 +560,15 @@ class ModelDeploymentSpec(WireModel):
     strategy: Strategy = Field(default_factory=Strategy)
     analysis: Analysis = Field(default_factory=Analysis)
     history_limit: int = Field(default=10, ge=1, le=100, description="Versions kept in status.history.")
+    fallback: Fallback | None = Field(
+        default=None,
+        description="A model that takes the traffic while the model cannot serve: no ready pod of the serving "
+        "version for fallback.activateAfter, or failed post-promotion checks with no known-good version. Kept "
+        "warm as <name>-fallback; gives the traffic back when the model recovers (status.fallback, Events "
+        "FallbackActivated/FallbackReleased, rollguard_fallback_active).",
+    )
+    notifications: list[NotificationRef] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Signed webhooks on rollout events, to endpoints the platform defines (by name).",
+    )

@@ -64,6 +64,14 @@ class CheckResult(StatusModel):
     measured_at: str | None = None
 
 
+class Confirmation(StatusModel):
+    """The confirm-promotion gate (strategy.canary.confirmPromotion) while every step has passed."""
+
+    requested_at: str = Field(description="When every step had passed and the gate was first due.")
+    asked_at: str | None = Field(default=None, description="When the gate was last called.")
+    answer: str | None = Field(default=None, description="What the gate last answered (status or error).")
+
+
 class RolloutStatus(StatusModel):
     """The version being rolled out (a canary, a rolling update, or a rollback to known-good)."""
 
@@ -95,6 +103,7 @@ class RolloutStatus(StatusModel):
         default=None, description="When stable stopped breaking them; the hold lasts one more window and interval."
     )
     cause: Cause | None = Field(default=None, description="While phase is Holding: why. " + CAUSE_DESCRIPTION)
+    confirmation: Confirmation | None = None
 
 
 class WatchStatus(StatusModel):
@@ -109,6 +118,11 @@ class WatchStatus(StatusModel):
     last_analysis_at: str | None = None
     last_verdict: str | None = None
     metrics_unavailable_since: str | None = None
+    verifies: str | None = Field(
+        default=None,
+        description="After a post-promotion rollback: the rejected revision whose failure this watch checks on the "
+        "known-good version (the same check failing here too is a shared outage, cause Dependency). Never rolls back.",
+    )
 
 
 class Rejection(StatusModel):
@@ -136,6 +150,10 @@ class HistoryEntry(StatusModel):
     outcome: Outcome
     reason: str = ""
     cause: Cause | None = Field(default=None, description="For a rollback: " + CAUSE_DESCRIPTION)
+    kind: RolloutKind | None = Field(
+        default=None,
+        description="For a promotion: the rollout that promoted it (Rollback: back to a known-good version).",
+    )
     at: str
     metrics: dict[str, float] = Field(default_factory=dict, description="Check values at promotion/rollback.")
     template: dict[str, Any] = Field(default_factory=dict)
@@ -144,6 +162,26 @@ class HistoryEntry(StatusModel):
 class Retired(StatusModel):
     revision: str
     delete_after: str
+
+
+class FallbackStatus(StatusModel):
+    """spec.fallback: whether it serves the model's traffic now, and why."""
+
+    version: str = Field(description="The fallback model's version (spec.fallback.model.version).")
+    revision: str = Field(description="Hash of the fallback's model+runtime; its pods' rollout id.")
+    ready_replicas: int = Field(default=0, description="Ready pods of the Deployment <name>-fallback.")
+    active: bool = Field(default=False, description="True while the fallback's pods get the model's traffic.")
+    since: str | None = Field(default=None, description="While active: when it took the traffic.")
+    reason: str | None = Field(
+        default=None,
+        description="While active: ServingNotReady (the serving version has no ready pod) or "
+        "PostPromotionAnalysisFailed (it failed its post-promotion checks, no known-good version to go back to).",
+    )
+    cause: Cause | None = Field(default=None, description="While active: " + CAUSE_DESCRIPTION)
+    message: str = Field(default="", description="While active: the evidence, and when the traffic comes back.")
+    unready_since: str | None = Field(
+        default=None, description="Since when no pod of the serving version is ready (the activateAfter clock)."
+    )
 
 
 class ModelDeploymentStatus(StatusModel):
@@ -163,3 +201,4 @@ class ModelDeploymentStatus(StatusModel):
     canary_weight: int = 0
     selector: str = ""
     serving_version: str | None = None
+    fallback: FallbackStatus | None = None

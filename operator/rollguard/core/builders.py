@@ -149,11 +149,16 @@ def deployment(
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
-def service(owner: Owner, port: int, name: str | None = None, rollout_id: str | None = None) -> Manifest:
-    """The model's Service; with rollout_id, a role Service (stable/canary) for a traffic router."""
+def service(
+    owner: Owner, port: int, name: str | None = None, rollout_id: str | None = None, fallback: bool = False
+) -> Manifest:
+    """The model's Service; with rollout_id, a role Service (stable/canary) for a traffic router; with
+    fallback, it selects the fallback's pods instead (a selector change: no pod restarts)."""
     selector = {naming.LABEL_MD: owner.name}
     if rollout_id is not None:
         selector[naming.LABEL_ROLLOUT_ID] = rollout_id
+    if fallback:
+        selector = {naming.LABEL_FALLBACK: owner.name}
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -163,6 +168,32 @@ def service(owner: Owner, port: int, name: str | None = None, rollout_id: str | 
             "ports": [{"name": PORT_NAME, "port": port, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }
+
+
+def fallback_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    target: RevisionRef,
+    replicas: int,
+    pod_policy: policy.PodPolicy = policy.LOCKED_DOWN,
+) -> Manifest:
+    """The warm fallback (spec.fallback), built like a revision under the same pod policy.
+
+    Its pods carry rollguard.io/fallback-for instead of rollguard.io/model-deployment, so the model's
+    Services, its PodDisruptionBudget and its metrics never select them until the Services are switched.
+    The Deployment has no rollout-id label: it is not a revision, and is never retired as one.
+    """
+    manifest = deployment(owner, spec, target, replicas, "fallback", pod_policy)
+    pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
+    del pod_labels[naming.LABEL_MD]
+    pod_labels[naming.LABEL_FALLBACK] = owner.name
+    # One Deployment across fallback versions: its selector (immutable) must not name a revision.
+    manifest["spec"]["selector"] = {"matchLabels": {naming.LABEL_FALLBACK: owner.name}}
+    metadata = manifest["metadata"]
+    metadata["name"] = naming.fallback_name(owner.name)
+    del metadata["labels"][naming.LABEL_ROLLOUT_ID]
+    metadata["labels"][naming.LABEL_FALLBACK] = owner.name
+    return manifest
 
 
 def disruption_budget(owner: Owner, min_available: int) -> Manifest:

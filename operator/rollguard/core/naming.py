@@ -19,6 +19,8 @@ LABEL_MODEL = "rollguard.io/model"
 LABEL_VERSION = "rollguard.io/version"
 LABEL_ROLLOUT_ID = "rollguard.io/rollout-id"
 LABEL_ROLE = "rollguard.io/role"
+# On the fallback's pods instead of LABEL_MD: the model's Services select them only while the fallback is active.
+LABEL_FALLBACK = "rollguard.io/fallback-for"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
@@ -46,6 +48,11 @@ def deployment_name(md_name: str, revision: str) -> str:
 
 def role_service_name(md_name: str, role: str) -> str:
     return f"{md_name}-{role}"
+
+
+def fallback_name(md_name: str) -> str:
+    """The warm fallback's Deployment (a revision's is <name>-<10 hex>, so the names never meet)."""
+    return f"{md_name}-fallback"
 
 
 def selector_labels(md_name: str) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Changes (the object, a child, its route) wake a pass on their own; this answers only for the clocks
 `decide()` reads: the next analysis round, the end of a timed pause, the progress deadline, the
 metrics-unavailable and dependency-hold deadlines, a retired revision's scale-down delay and the end
-of the post-promotion watch. None means nothing is due: an idle object costs nothing until it changes.
+of the post-promotion watch, and the fallback's activateAfter. None means nothing is due: an idle object costs
+nothing until it changes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def _rollout_times(spec: ModelDeploymentSpec, rollout: RolloutStatus) -> list[da
         times.append(_at(rollout.weight_reached_at, duration_seconds(step.pause.duration)))
     if has_checks(spec) and rollout.paused_reason is None:
         times.append(_at(rollout.last_analysis_at or rollout.weight_reached_at, analysis.interval_seconds))
+    if rollout.confirmation is not None and rollout.paused_reason is None:  # the confirm-promotion gate's next call
+        times.append(_at(rollout.confirmation.asked_at or rollout.confirmation.requested_at, analysis.interval_seconds))
     return times
 
 
@@ -51,6 +54,9 @@ def next_due(
         times.append(_at(watch.until, 0))
         if has_checks(spec) and not paused:
             times.append(_at(watch.last_analysis_at or watch.started_at, spec.analysis.interval_seconds))
+    fallback = status.fallback
+    if spec.fallback is not None and fallback is not None and not fallback.active:  # the fallback's activateAfter
+        times.append(_at(fallback.unready_since, duration_seconds(spec.fallback.activate_after)))
     # A time already past was evaluated by the pass that computed this: waking for it again would spin.
     future = [moment for moment in times if moment is not None and moment > now]
     return min(future, default=None)

@@ -53,6 +53,12 @@ def _waiting(spec: ModelDeploymentSpec, rollout: RolloutStatus, name: str) -> tu
     canary = spec.strategy.canary
     if rollout.kind != "Canary" or canary is None or rollout.promoting or rollout.weight_reached_at is None:
         return None
+    if rollout.confirmation is not None and canary.confirm_promotion is not None:
+        answer = rollout.confirmation.answer or "not asked yet"
+        return "AwaitingConfirmation", (
+            f"every step passed; promotion waits for a 2xx from endpoint {canary.confirm_promotion.endpoint} "
+            f"(strategy.canary.confirmPromotion), asked every analysis.interval; last answer: {answer}"
+        )
     step = min(rollout.step_index, len(canary.steps) - 1)
     if canary.steps[step].pause.duration is None:
         return "AwaitingPromotion", f"step {step + 1} waits for a human: `kubectl rollguard promote {name}`"
@@ -205,7 +211,11 @@ def summarize(
         before = get_condition(conditions, "MetricsAvailable")
         conditions = set_condition(conditions, "MetricsAvailable", *metrics, generation, now_iso)
         if metrics[0] == "False" and (before is None or before.status != "False"):
-            events.append(Event("Warning", "MetricsUnavailable", metrics[2]))
+            events.append(
+                Event(
+                    "Warning", "MetricsUnavailable", f"metrics unavailable (cause {cause_of(metrics[1])}): {metrics[2]}"
+                )
+            )
         elif metrics[0] == "True" and before is not None and before.status == "False":
             events.append(Event("Normal", "MetricsAvailable", "metrics are back; analysis resumes"))
     status.conditions = conditions

@@ -9,7 +9,9 @@ surge budget, weights), `announce` (a decision's Event, rebuilt from status afte
 
 from __future__ import annotations
 
-from rollguard.core import policy
+from rollguard.core import notify, policy
+from rollguard.core.rollout.fallback import overlay, progress_fallback
+from rollguard.core.rollout.fallback import violations as fallback_violations
 from rollguard.core.rollout.manual import apply_actions
 from rollguard.core.rollout.model import Decision, Inputs, Workload
 from rollguard.core.rollout.sizing import canary_replicas, min_available, route_weights_of, workloads_of
@@ -35,6 +37,9 @@ def decide(inputs: Inputs) -> Decision:
     if not invalid:
         # The platform's pod policy gates every new revision: a refused one is never written.
         invalid = policy.violations(p.desired.template["runtime"], inputs.pod_policy)
+        # Endpoints too: a tenant names only what the platform defined for its namespace (no URL, no Secret).
+        invalid += notify.violations(inputs.spec, inputs.namespace, inputs.notification_catalog)
+        invalid += fallback_violations(inputs.spec, inputs.pod_policy)  # the fallback is no way around it
         invalid_reason = "PolicyViolation" if invalid else invalid_reason
     if not invalid:
         apply_actions(p)
@@ -49,6 +54,7 @@ def decide(inputs: Inputs) -> Decision:
                 progress_readiness_gated(p, rollout)
         elif rollout is None:
             progress_watch(p)
+    fallback_workload = None if invalid else progress_fallback(p)
     workloads, keep = workloads_of(p)
     p.events += summarize(
         p.status,
@@ -63,6 +69,8 @@ def decide(inputs: Inputs) -> Decision:
         invalid_reason=invalid_reason,
         now_iso=p.now_iso,
     )
+    if not invalid:
+        overlay(p.status, inputs.generation, p.now_iso)
     return Decision(
         status=p.status,
         workloads=workloads,
@@ -72,4 +80,5 @@ def decide(inputs: Inputs) -> Decision:
         invalid=invalid,
         invalid_reason=invalid_reason,
         min_available=min_available(p),
+        fallback=fallback_workload,
     )

@@ -67,7 +67,9 @@ def decided(status: ModelDeploymentStatus, now: datetime, within_seconds: float)
 
 def _promotion(newest: HistoryEntry, earlier: list[HistoryEntry]) -> Event:
     promotions = [entry for entry in earlier if entry.outcome == "Promoted"]
-    # A revision promoted before and promoted again came back through a rollback (undo or degraded stable).
-    rollback = any(entry.revision == newest.revision for entry in promotions)
+    # A version pushed again is promoted by a new rollout, not a rollback: the entry says which rollout it was.
+    rollback = newest.kind == "Rollback"
+    if newest.kind is None:  # written before entries carried their kind: a revision promoted again came back
+        rollback = any(entry.revision == newest.revision for entry in promotions)
     previous = promotions[-1].version if promotions else None
     return promoted(newest.version, newest.reason, previous, rollback)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.api.status import CheckResult, ModelDeploymentStatus, RevisionRef
-from rollguard.core import policy
+from rollguard.core import notify, policy
 from rollguard.core.facts import Event, RevisionObserved
 
 
@@ -26,6 +26,9 @@ class Inputs:
     route_missing: bool = False
     metrics_configured: bool = True
     pod_policy: policy.PodPolicy = policy.LOCKED_DOWN
+    fallback_ready: int = 0  # ready pods of the Deployment <name>-fallback (spec.fallback)
+    notification_catalog: notify.Catalog = notify.NO_ENDPOINTS  # endpoints the platform defines (settings)
+    confirmation: notify.GateAnswer | None = None  # the confirm-promotion gate's answer this round
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,15 @@ class Workload:
     ref: RevisionRef
     replicas: int
     role: Literal["stable", "canary"]
+
+
+@dataclass(frozen=True)
+class FallbackWorkload:
+    """The warm fallback (spec.fallback) to run, and whether the model's Services select its pods now."""
+
+    ref: RevisionRef
+    replicas: int
+    active: bool
 
 
 @dataclass
@@ -47,3 +59,4 @@ class Decision:
     invalid: list[str] = field(default_factory=list)
     invalid_reason: str = "InvalidSpec"
     min_available: int = 0  # the PodDisruptionBudget's minAvailable over every serving pod
+    fallback: FallbackWorkload | None = None

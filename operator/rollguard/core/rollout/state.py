@@ -24,6 +24,8 @@ from rollguard.core.plan import has_checks
 from rollguard.core.rollout import announce
 from rollguard.core.rollout.model import Inputs
 
+VERIFICATION_ROUNDS = 5  # inconclusive first rounds (few samples yet) still leave conclusive ones
+
 
 class Pass:
     """The mutable working state of one decide() call: a copy of status, plus what happened."""
@@ -62,7 +64,13 @@ class Pass:
 
     # -- history -----------------------------------------------------------------------------
     def record(
-        self, ref: RevisionRef, outcome: Outcome, reason: str, checks: list[CheckResult], cause: Cause | None = None
+        self,
+        ref: RevisionRef,
+        outcome: Outcome,
+        reason: str,
+        checks: list[CheckResult],
+        cause: Cause | None = None,
+        kind: RolloutKind | None = None,
     ) -> None:
         entry = HistoryEntry(
             revision=ref.revision,
@@ -72,6 +80,7 @@ class Pass:
             outcome=outcome,
             reason=reason,
             cause=cause,
+            kind=kind,
             at=self.now_iso,
             metrics={c.name: c.value for c in checks if c.value is not None},
             template=ref.template,
@@ -119,7 +128,7 @@ class Pass:
         reason = rollout.reason or {"Initial": "first version", "Rolling": "all replicas ready"}.get(
             rollout.kind, "all steps passed"
         )
-        self.record(target, "Promoted", reason, rollout.checks)
+        self.record(target, "Promoted", reason, rollout.checks, kind=rollout.kind)
         self.events.append(
             announce.promoted(target.version, reason, previous.version if previous else None, rolled_back)
         )
@@ -131,6 +140,26 @@ class Pass:
                 else clock.later(self.now, duration_seconds(post.duration))
             )
             self.status.watch = WatchStatus(revision=target.revision, started_at=self.now_iso, until=until)
+        elif rolled_back:
+            self.status.watch = self.verification(target)
+
+    def verification(self, known_good: RevisionRef) -> WatchStatus | None:
+        """After a post-promotion rollback, a few rounds on the known-good version, never to roll it back: the
+        check that rejected the degraded version failing here too is a shared outage (core/rollout/watch.py)."""
+        rejected, analysis_ = self.status.rejected, self.spec.analysis
+        if rejected is None or rejected.reason != "PostPromotionAnalysisFailed" or rejected.cause != "Model":
+            return None
+        if not analysis_.dependency_hold.enabled or not has_checks(self.spec):
+            return None
+        windows = [duration_seconds(check.interval or analysis_.interval) for check in analysis_.metrics]
+        # One full query window on the known-good's own traffic, then a few rounds to get a conclusive one.
+        seconds = max(windows, default=0.0) + VERIFICATION_ROUNDS * analysis_.interval_seconds
+        return WatchStatus(
+            revision=known_good.revision,
+            started_at=self.now_iso,
+            until=clock.later(self.now, seconds),
+            verifies=rejected.revision,
+        )
 
     def reject(self, target: RevisionRef, reason: str, message: str, evidence: CheckResult | None) -> Cause | None:
         cause = attribution.cause_of(reason, evidence)

@@ -6,6 +6,7 @@ from rollguard.api.base import duration_seconds
 from rollguard.api.status import RolloutStatus
 from rollguard.core import analysis, clock
 from rollguard.core.plan import has_checks
+from rollguard.core.rollout.confirm import confirmed, take_answer
 from rollguard.core.rollout.holds import dependency_hold_expired, hold_if_stuck, take_analysis
 from rollguard.core.rollout.sizing import canary_target, reached
 from rollguard.core.rollout.state import Pass, failure_detail
@@ -132,6 +133,7 @@ def progress_canary(p: Pass, rollout: RolloutStatus) -> None:
         return
     if p.inputs.analysis is not None:
         take_analysis(p, rollout, p.inputs.analysis)
+    take_answer(p, rollout)
     limits = p.spec.analysis
     if rollout.failures > limits.failure_limit:
         failed = analysis.first_failure(rollout.checks)
@@ -141,5 +143,5 @@ def progress_canary(p: Pass, rollout: RolloutStatus) -> None:
         return
     if hold_if_stuck(p, rollout):
         return
-    if not p.paused and rollout.paused_reason is None and _step_done(p, rollout):
+    if not p.paused and rollout.paused_reason is None and _step_done(p, rollout) and confirmed(p, rollout):
         advance(p, rollout, "checks passed" if has_checks(p.spec) else "pause elapsed")
