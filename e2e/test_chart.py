@@ -352,17 +352,24 @@ def _lease_holder(api: client.ApiClient, namespace: str) -> str | None:
     return str(lease.spec.holder_identity)
 
 
-def test_of_two_replicas_one_leads_and_the_other_takes_over(
-    control_plane: ControlPlane,
-    kube_api: client.ApiClient,
-    namespace: str,
-    start_rollguard: Callable[..., RollguardProcess],
-) -> None:
-    def replica(pod: str) -> RollguardProcess:
+@pytest.fixture
+def replica(namespace: str, start_rollguard: Callable[..., RollguardProcess]) -> Callable[[str], RollguardProcess]:
+    """Starts one operator replica, named as its pod would be, electing a leader on a Lease in `namespace`."""
+
+    def start(pod: str) -> RollguardProcess:
         return start_rollguard(
             ROLLGUARD_LEADER_ELECTION="true", ROLLGUARD_LEADER_ELECTION_NAMESPACE=namespace, POD_NAME=pod
         )
 
+    return start
+
+
+def test_of_two_replicas_one_leads_and_the_other_takes_over(
+    control_plane: ControlPlane,
+    kube_api: client.ApiClient,
+    namespace: str,
+    replica: Callable[[str], RollguardProcess],
+) -> None:
     a = replica("rollguard-a")
     wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
     b = replica("rollguard-b")
@@ -396,13 +403,8 @@ def test_a_replica_stopped_cleanly_hands_the_lease_over_at_once(
     control_plane: ControlPlane,
     kube_api: client.ApiClient,
     namespace: str,
-    start_rollguard: Callable[..., RollguardProcess],
+    replica: Callable[[str], RollguardProcess],
 ) -> None:
-    def replica(pod: str) -> RollguardProcess:
-        return start_rollguard(
-            ROLLGUARD_LEADER_ELECTION="true", ROLLGUARD_LEADER_ELECTION_NAMESPACE=namespace, POD_NAME=pod
-        )
-
     a = replica("rollguard-a")
     wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
     b = replica("rollguard-b")  # started: its /healthz answers as a standby

@@ -7,15 +7,19 @@ the point is how many the API server is asked, and which.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from kubernetes import client
 
 from e2e import md
 from rollguard.adapters.kube import Kube, NotOwnedError
+from rollguard.cache import Cache
 from rollguard.core.builders import Owner
+from rollguard.reconciler import Context, _write_children
 
 OWNER_NAME = "payments"
 
@@ -165,3 +169,36 @@ def test_a_missing_object_reads_as_none_and_deletes_hold_only_for_the_object_che
     current = kube.read(budget)
     assert kube.delete_if_exists("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name, owner.uid, current)
     assert kube.read(budget) is None or kube.read(budget)["metadata"].get("deletionTimestamp"), "deleted"
+
+
+def test_taken_names_the_cache_cannot_see_stop_every_deployment_and_are_all_named(
+    kube: Kube, owner: Owner, kube_api: client.ApiClient
+) -> None:
+    """A cache that holds none of the children (only labelled ones are watched): the create-only applies
+    meet the taken names; every one is named, and no Deployment (no pod) is written."""
+    theirs = {"team": "payments"}
+    core, policy = client.CoreV1Api(kube_api), client.PolicyV1Api(kube_api)
+    core.create_namespaced_service(
+        owner.namespace,
+        {"metadata": {"name": owner.name, "labels": theirs}, "spec": {"ports": [{"port": 443}]}},
+        field_manager="kubectl",
+    )
+    policy.create_namespaced_pod_disruption_budget(
+        owner.namespace,
+        {"metadata": {"name": owner.name, "labels": theirs}, "spec": {"maxUnavailable": 1}},
+        field_manager="kubectl",
+    )
+    ctx = Context(kube=kube, prometheus=None, post_event=lambda *_: None, cache=Cache())
+    children = _children(owner)
+    blocker = asyncio.run(_write_children(ctx, owner, children, {}, set(), [], structlog.get_logger("test")))
+    assert blocker is not None and blocker[0] == "NameConflict", blocker
+    for kind in ("Service", "PodDisruptionBudget"):
+        assert f"{kind} {owner.namespace}/{owner.name} already exists and is not owned" in blocker[1], blocker[1]
+    deployments = client.AppsV1Api(kube_api).list_namespaced_deployment(owner.namespace).items
+    assert deployments == [], f"no Deployment while a name is taken: {[d.metadata.name for d in deployments]}"
+    for found in (
+        core.read_namespaced_service(owner.name, owner.namespace),
+        policy.read_namespaced_pod_disruption_budget(owner.name, owner.namespace),
+    ):
+        assert not found.metadata.owner_references, "theirs, untouched"
+        assert "rollguard" not in {f.manager for f in found.metadata.managed_fields or []}

@@ -24,9 +24,12 @@ from kubernetes import client
 from e2e import md
 from e2e.rollguard_process import RollguardProcess
 from e2e.test_canary import canary, rolled_back, start_stable
+from e2e.test_fallback import ERROR_RATE, FALLBACK, set_ready
 from e2e.waiting import wait_for
 
 SECRET = b"s3cr3t-shared-with-the-receiver"
+NAME_DEGRADED = "degrading"
+NAME_KILLED = "killed-switch"
 
 
 @dataclass
@@ -239,3 +242,157 @@ def test_an_endpoint_the_namespace_may_not_use_is_a_clear_error_and_the_running_
     )
     assert "elsewhere" in warning[0].message and "keeps serving" in warning[0].message
     assert receiver.requests == [], "nothing is sent to an endpoint the namespace may not use"
+
+
+def test_a_degraded_model_with_no_known_good_and_the_fallback_switches_are_signed_webhooks(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, receiver: Receiver, notifying: RollguardProcess
+) -> None:
+    def version(number: str) -> dict[str, Any]:
+        body = md.manifest(
+            NAME_DEGRADED,
+            version=number,
+            replicas=2,
+            fallback=FALLBACK,
+            strategy={"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": {"duration": "3s"}}]}},
+            analysis={
+                "interval": "3s",
+                "failureLimit": 0,
+                "metrics": [ERROR_RATE],
+                "postPromotion": {"duration": "10m"},
+            },
+        )
+        body["spec"]["notifications"] = [{"endpoint": "team"}, {"endpoint": "chat", "events": ["Degraded", "Fallback"]}]
+        return body
+
+    md.apply(control_plane, namespace, version("1.0.0"))
+    wait_for(lambda: md.serving(kube_api, namespace, NAME_DEGRADED, "1.0.0"), 60, message="1.0.0 serving")
+    md.wait_status(
+        kube_api,
+        namespace,
+        NAME_DEGRADED,
+        lambda s: (
+            (s.get("watch") or {}).get("lastVerdict") == "Passed" and (s.get("fallback") or {}).get("readyReplicas")
+        ),
+        60,
+        "1.0.0 passes a post-promotion round and the fallback is warm",
+    )
+    # The only version there is starts failing on live traffic: nothing known-good to roll back to.
+    core = client.CoreV1Api(kube_api)
+    pods = core.list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={NAME_DEGRADED}")
+    for pod in pods.items:
+        override = {"simulator.rollguard.io/SIMULATED_ERROR_RATE": "0.4"}
+        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": override}})
+
+    degraded = wait_for(
+        lambda: receiver.of_type("/team", "Degraded"), 90, message="a Degraded webhook once 1.0.0 fails its checks"
+    )[0].body
+    assert (degraded["reason"], degraded["version"], degraded["cause"]) == ("DegradedNoKnownGood", "1.0.0", "Model")
+    assert degraded["evidence"]["check"] == "error-rate" and degraded["evidence"]["value"] > 0.05, degraded
+    taken = wait_for(
+        lambda: [r.body for r in receiver.of_type("/team", "Fallback") if r.body["reason"] == "FallbackActivated"],
+        20,
+        message="a Fallback webhook: the fallback took the traffic",
+    )[0]
+    assert (taken["severity"], taken["cause"], taken["version"]) == ("Warning", "Model", "1.0.0"), taken
+    fallback = taken["evidence"]["fallback"]
+    assert (fallback["version"], fallback["active"], fallback["reason"]) == (
+        "0.9.0",
+        True,
+        "PostPromotionAnalysisFailed",
+    )
+    assert taken["evidence"]["rejected"]["check"] == "error-rate", "the failed check that made the fallback serve"
+    assert "fallback 0.9.0 serves the traffic" in taken["message"], taken["message"]
+
+    # A new version needs real traffic to be judged: the model gets it back as 1.1.0 rolls out.
+    md.apply(control_plane, namespace, version("1.1.0"))
+    back = wait_for(
+        lambda: [r.body for r in receiver.of_type("/team", "Fallback") if r.body["reason"] == "FallbackReleased"],
+        30,
+        message="a Fallback webhook: the traffic is back once 1.1.0 rolls out",
+    )[0]
+    assert (back["severity"], back["cause"]) == ("Normal", None), "the model recovered: no failure cause"
+    assert back["evidence"]["fallback"]["active"] is False and "1.1.0 rolling out" in back["message"], back
+    assert len([r for r in receiver.of_type("/team", "Fallback") if r.body["reason"] == "FallbackActivated"]) == 1
+
+    chat = wait_for(
+        lambda: receiver.at("/chat") if len(receiver.at("/chat")) >= 3 else None,
+        10,
+        message="the Slack endpoint's Degraded and two Fallback messages",
+    )
+    assert sorted(_type(r) for r in chat) == ["Degraded", "Fallback", "Fallback"], [r.body for r in chat]
+    every = receiver.requests
+    assert every and all(r.signature_valid for r in every), [r.headers for r in every if not r.signature_valid]
+
+
+def test_a_fallback_switch_lost_to_a_kill_is_announced_and_notified_once_by_the_next_operator(
+    control_plane: Any,
+    kube_api: client.ApiClient,
+    namespace: str,
+    receiver: Receiver,
+    start_rollguard: Callable[..., RollguardProcess],
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_bytes(SECRET)
+    endpoints = _endpoints(receiver, secret_file, namespace)
+    first = start_rollguard(
+        ROLLGUARD_NOTIFICATIONS_ENDPOINTS=endpoints, ROLLGUARD_TEST_CRASH_AFTER_STATUS_PATCH="FallbackActivated"
+    )
+    body = md.manifest(NAME_KILLED, version="1.0.0", replicas=2, fallback=FALLBACK)
+    body["spec"]["notifications"] = [{"endpoint": "team", "events": ["Fallback"]}]
+    md.apply(control_plane, namespace, body)
+    md.wait_status(
+        kube_api,
+        namespace,
+        NAME_KILLED,
+        lambda s: md.has_condition(s, "Ready") and (s.get("fallback") or {}).get("readyReplicas") == 1,
+        60,
+        "1.0.0 serving and the fallback warm",
+    )
+    core = client.CoreV1Api(kube_api)
+    for pod in core.list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={NAME_KILLED}").items:
+        set_ready(kube_api, namespace, pod.metadata.name, ready=False)
+    switched = md.wait_status(
+        kube_api,
+        namespace,
+        NAME_KILLED,
+        lambda s: (s.get("fallback") or {}).get("active") is True,
+        60,
+        "status.fallback.active once no pod of 1.0.0 is ready for activateAfter (3s)",
+    )["fallback"]
+    assert first.proc is not None
+    wait_for(lambda: first.proc.poll() is not None, 10, message="the operator exits right after the status write")
+
+    def activated_events() -> int:
+        return sum(e.count or 1 for e in md.events(kube_api, namespace, NAME_KILLED) if e.reason == "FallbackActivated")
+
+    def activated_webhooks() -> list[Received]:
+        return [r for r in receiver.of_type("/team", "Fallback") if r.body["reason"] == "FallbackActivated"]
+
+    assert activated_events() == 0 and activated_webhooks() == [], "killed before the Event and the webhook"
+
+    second = start_rollguard(ROLLGUARD_NOTIFICATIONS_ENDPOINTS=endpoints)
+    wait_for(activated_events, 30, message="the restarted operator's FallbackActivated Event")
+    webhook = wait_for(activated_webhooks, 20, message="the restarted operator's Fallback webhook")[0]
+    passes = second.metric("rollguard_reconcile_duration_seconds_count")
+    wait_for(
+        lambda: second.metric("rollguard_reconcile_duration_seconds_count") >= passes + 3,
+        30,
+        message="three more passes of the restarted operator (none may announce it again)",
+    )
+    assert activated_events() == 1 and len(activated_webhooks()) == 1, "announced and notified exactly once"
+    event = next(e for e in md.events(kube_api, namespace, NAME_KILLED) if e.reason == "FallbackActivated")
+    assert event.type == "Warning" and event.message == switched["message"], (event.message, switched["message"])
+    assert webhook.signature_valid and webhook.body["cause"] == "Infrastructure", webhook.body
+    assert webhook.body["timestamp"] == switched["since"], "the switch's time, not the restart's"
+    assert webhook.body["evidence"]["fallback"]["reason"] == "ServingNotReady", webhook.body["evidence"]
+    logged = [
+        r
+        for r in second.logs()
+        if r.get("reason") == "FallbackActivated" and r.get("name") == NAME_KILLED and "notification" not in r
+    ]
+    assert len(logged) == 1 and logged[0].get("reannounced"), f"one log line, saying it is re-announced: {logged}"
+    delivered = [
+        r for r in second.logs() if r.get("notification") == "Fallback" and r.get("reason") == "FallbackActivated"
+    ]
+    assert [r.get("event") for r in delivered] == ["notification delivered"], delivered

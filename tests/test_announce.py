@@ -9,9 +9,11 @@ from typing import Any
 import structlog
 
 from rollguard import announcer, metrics
+from rollguard.core import clock
 from rollguard.core.facts import Event
 from rollguard.core.rollout import Decision
-from rollguard.core.rollout.announce import decided
+from rollguard.core.rollout.announce import decided, fallback_switch
+from tests.test_fallback import serving_with_fallback
 from tests.test_rollout import NAME, NAMESPACE, WATCHED, FakePrometheus, failing_canary, serving, spec_for
 
 WITHIN = announcer.REANNOUNCE_WITHIN_SECONDS
@@ -129,3 +131,55 @@ def test_a_version_promoted_again_through_a_new_rollout_is_derived_as_a_promotio
     event = announced(decision)
     assert (event.reason, "was 2.0.0" in event.message) == ("Promoted", True), event
     assert decided(decision.status, cluster.now, WITHIN) == (decision.status.history[-1].at, event)
+
+
+# -- the fallback's switches: the moment an on-call engineer must hear of -----------------------------
+def _switch(decision: Decision, reason: str) -> Event:
+    found = [e for e in decision.events if e.reason == reason]
+    assert len(found) == 1, f"one {reason} Event expected in this pass, got {decision.events}"
+    return found[0]
+
+
+def test_the_fallback_taking_and_giving_back_the_traffic_is_derived_from_status_as_announced() -> None:
+    cluster = serving_with_fallback()
+    assert fallback_switch(cluster.status, cluster.now, WITHIN) is None, "warm, never switched: nothing to announce"
+    cluster.lose_readiness("1.0.0")
+    cluster.reconcile(after=1)
+    active = cluster.reconcile(after=10)
+    assert fallback_switch(active.status, cluster.now, WITHIN) == (
+        clock.iso(cluster.now),
+        _switch(active, "FallbackActivated"),
+    )
+    later = cluster.reconcile(after=30)
+    assert fallback_switch(later.status, cluster.now, WITHIN) == (
+        clock.iso(cluster.now - timedelta(seconds=30)),
+        _switch(active, "FallbackActivated"),
+    ), "still the activation, with its own time, while the fallback serves"
+    cluster.recover("1.0.0")
+    back = cluster.reconcile(after=5)
+    assert fallback_switch(back.status, cluster.now, WITHIN) == (
+        clock.iso(cluster.now),
+        _switch(back, "FallbackReleased"),
+    )
+    assert fallback_switch(back.status, cluster.now + timedelta(seconds=WITHIN + 1), WITHIN) is None, "old news"
+
+
+def test_a_lost_fallback_activation_is_announced_after_a_restart_and_a_posted_one_never() -> None:
+    cluster = serving_with_fallback()
+    cluster.lose_readiness("1.0.0")
+    cluster.reconcile(after=1)
+    active = cluster.reconcile(after=10)
+    body = {"metadata": {"namespace": NAMESPACE, "name": NAME, "uid": "uid-1"}}
+    log = structlog.get_logger("test")
+
+    lost = FakeContext(event_exists=False)
+    for _ in range(2):
+        asyncio.run(announcer.reannounce(lost, body, active.status, cluster.now, log))
+    fallback_events = [e for e in lost.posted if e.reason.startswith("Fallback")]
+    assert fallback_events == [_switch(active, "FallbackActivated")], "the lost Warning is posted again, once"
+    asked = [(reason, since) for _, _, reason, since in lost.kube.asked]
+    assert ("FallbackActivated", clock.parse(active.status.fallback.since)) in asked, asked  # type: ignore[union-attr]
+
+    posted = FakeContext(event_exists=True)
+    asyncio.run(announcer.reannounce(posted, body, active.status, cluster.now, log))
+    assert posted.posted == [], "an Event already posted is not repeated"

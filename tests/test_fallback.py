@@ -10,7 +10,7 @@ from typing import Any
 from rollguard import reconciler
 from rollguard.api.spec import ModelDeploymentSpec
 from rollguard.cli_render import render_status
-from rollguard.core import builders, naming, policy, schedule
+from rollguard.core import builders, clock, naming, policy, schedule
 from rollguard.core.facts import RevisionObserved
 from rollguard.core.rollout import Decision, Inputs, decide
 from tests.test_rollout import NAME, NAMESPACE, WATCHED, Cluster, FakePrometheus, condition, reasons, spec_for
@@ -194,7 +194,9 @@ def test_no_ready_pod_past_activate_after_switches_to_the_fallback_and_back() ->
     released = [e for e in back.events if e.reason == "FallbackReleased"]
     assert len(released) == 1 and released[0].type == "Normal", f"one Normal FallbackReleased: {back.events}"
     assert "after 35s" in released[0].message, released[0].message
-    assert back.status.fallback is not None and not back.status.fallback.active and back.status.fallback.since is None
+    state = back.status.fallback
+    assert state is not None and not state.active and (state.reason, state.cause) == (None, None), state
+    assert (state.since, state.message) == (clock.iso(cluster.now), released[0].message), "the switch, to announce"
     assert condition(back.status, "Ready").status == "True", "Ready again"
 
 

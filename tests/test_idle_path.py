@@ -210,3 +210,33 @@ def test_a_child_write_into_a_deleted_namespace_is_no_child_rejected_warning() -
     assert reconciler._refusal("Deployment ml/fraud-1", NAMESPACE_GONE) is None, "the pass stops quietly instead"
     assert reconciler._refusal("Deployment ml/fraud-1", TERMINATING) is None
     assert reconciler._refusal("Deployment ml/fraud-1", RBAC_REFUSAL) is not None, "a real refusal is still reported"
+
+
+def test_one_objects_slow_event_does_not_hold_back_another_objects() -> None:
+    shard = EventPoster(None).shard
+    slow = "fraud"
+    fast = next(f"churn-{i}" for i in range(100) if shard("ml", f"churn-{i}") != shard("ml", slow))
+    posted: list[str] = []
+    release = threading.Event()
+
+    def create(namespace: str, body: dict[str, Any]) -> None:
+        if body["involvedObject"]["name"] == slow:
+            release.wait(5)  # e.g. a slow admission webhook on this one
+        posted.append(f"{body['involvedObject']['name']}:{body['reason']}")
+
+    async def scenario() -> None:
+        poster = EventPoster(create, instance="test", clock=lambda: NOW)
+        poster.post(md(12, name=slow), Event("Normal", "RolloutStarted", "m"))
+        poster.post(md(12, name=slow), Event("Normal", "Promoted", "m"))
+        poster.post(md(12, name=fast), Event("Normal", "Promoted", "m"))
+        for _ in range(200):
+            if posted:
+                break
+            await asyncio.sleep(0.01)
+        assert posted == [f"{fast}:Promoted"], f"the other object's Event went ahead: {posted}"
+        release.set()
+        await asyncio.wait_for(poster.drain(), 5)
+        assert posted[1:] == [f"{slow}:RolloutStarted", f"{slow}:Promoted"], f"one object's in order: {posted}"
+        await poster.close()
+
+    asyncio.run(scenario())

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,12 +26,14 @@ from rollguard.core import notify, schedule
 from rollguard.core.facts import Event
 from rollguard.core.rollout import Decision, Inputs, decide
 from rollguard.settings import NotificationEndpoint, Settings
-from tests.test_rollout import CANARY, NAME, NAMESPACE, Cluster, kstatus, reasons, spec_for
+from tests.test_fallback import serving_with_fallback, with_fallback
+from tests.test_rollout import CANARY, NAME, NAMESPACE, WATCHED, Cluster, FakePrometheus, kstatus, reasons, spec_for
 
 CATALOG = notify.Catalog(
     (notify.EndpointRule("team", (NAMESPACE,)), notify.EndpointRule("gate", ("ml-*",)), notify.EndpointRule("all"))
 )
 SECRET = b"k3y"
+REPO = Path(__file__).resolve().parents[1]
 
 
 # -- which endpoints a ModelDeployment may name ------------------------------------------------
@@ -77,6 +80,7 @@ def test_a_not_allowed_endpoint_is_a_policy_violation_and_the_running_version_ke
         ("RollbackComplete", "Promoted"),
         ("RolledBack", "RolledBack"),
         ("DegradedNoKnownGood", "Degraded"),
+        ("SharedOutageAfterPromotion", "Degraded"),
         ("DependencyHold", "Holding"),
         ("MetricsUnavailable", "Holding"),
         ("AwaitingConfirmation", "Holding"),
@@ -88,6 +92,21 @@ def test_a_not_allowed_endpoint_is_a_policy_violation_and_the_running_version_ke
 )
 def test_event_reasons_map_to_notification_types(reason: str, kind: str | None) -> None:
     assert notify.kind_of(Event("Normal", reason, ""), ModelDeploymentStatus()) == kind
+
+
+def test_every_warning_the_operator_decides_is_notified() -> None:
+    """A new Warning reason added to core/ must reach on-call too, not only `kubectl get events`."""
+    source = "\n".join(f.read_text() for f in (REPO / "operator" / "rollguard" / "core").rglob("*.py"))
+    warnings = set(re.findall(r'event\(\s*"Warning",\s*"([A-Za-z]+)"', source))
+    warnings |= set(re.findall(r'Event\("Warning",\s*"([A-Za-z]+)"', source))
+    assert {"FallbackActivated", "SharedOutageAfterPromotion", "DependencyHold"} <= warnings, warnings  # found
+    answered_by_the_user_who_asked = {"UndoRejected"}  # a refused `kubectl rollguard undo`: the CLI says why
+    unmapped = {
+        reason
+        for reason in warnings - answered_by_the_user_who_asked
+        if notify.kind_of(Event("Warning", reason, ""), ModelDeploymentStatus()) is None
+    }
+    assert unmapped == set(), f"Warning Events with no notification type: {sorted(unmapped)}"
 
 
 def _ref(version: str) -> RevisionRef:
@@ -325,6 +344,18 @@ def test_a_4xx_is_not_retried_and_an_unreachable_endpoint_fails_after_its_attemp
     assert _count("failed") == before + 1
 
 
+def test_a_missing_secret_file_sends_nothing_unsigned_and_is_a_failure_not_a_crash(
+    server: Server, tmp_path: Path
+) -> None:
+    notifier = _notifier(server.url, tmp_path)
+    (tmp_path / "secret").unlink()  # the key was removed from the mounted Secret
+    before = _count("failed")
+    assert asyncio.run(notifier.deliver("team", BODY)) == "failed" and _count("failed") == before + 1
+    answer = asyncio.run(notifier.confirm("team", BODY))
+    assert not answer.confirmed and "secret file" in answer.detail, answer
+    assert server.seen == [], "nothing is sent unsigned"
+
+
 def test_a_full_queue_drops_and_counts_instead_of_waiting(server: Server, tmp_path: Path) -> None:
     async def flood() -> None:
         notifier = _notifier(server.url, tmp_path, queue_size=1)
@@ -381,3 +412,56 @@ def test_a_lost_rollback_is_notified_again_after_a_restart_with_the_same_id() ->
     assert [(e, b["type"]) for e, b in again] == [("team", "RolledBack")], again
     first = next(b for _, b in original if b["type"] == "RolledBack")
     assert again[0][1]["id"] == first["id"] and again[0][1]["evidence"] == first["evidence"]
+
+
+# -- Degraded and Fallback: the moments with no known-good version ------------------------------------
+def test_a_degraded_model_and_the_fallback_switches_are_notified_with_cause_and_evidence() -> None:
+    cluster = serving_with_fallback(analysis=WATCHED)
+    spec = with_fallback(analysis=WATCHED, notifications=[{"endpoint": "team"}])
+    cluster.prometheus = FakePrometheus(value=0.2)
+    degraded = cluster.run_until(lambda s: s.watch is None, "post-promotion failure")
+    sent = {
+        b["reason"]: b
+        for _, b in notify.notifications(spec, NAMESPACE, NAME, degraded.status, degraded.events, "t", CATALOG)
+    }
+    assert {"DegradedNoKnownGood", "FallbackActivated"} <= sent.keys(), sent.keys()
+    down = sent["DegradedNoKnownGood"]
+    assert (down["type"], down["version"], down["cause"]) == ("Degraded", "1.0.0", "Model"), down
+    assert down["evidence"]["check"] == "error-rate" and down["evidence"]["value"] == 0.2, down["evidence"]
+    taken = sent["FallbackActivated"]
+    assert (taken["type"], taken["severity"], taken["cause"]) == ("Fallback", "Warning", "Model"), taken
+    fallback = taken["evidence"]["fallback"]
+    assert (fallback["version"], fallback["active"], fallback["reason"]) == (
+        "0.9.0",
+        True,
+        "PostPromotionAnalysisFailed",
+    )
+    assert taken["evidence"]["rejected"]["check"] == "error-rate", "the failed check that made the fallback serve"
+    assert taken["timestamp"] == fallback["since"], "the switch's time, from status: a re-announcement has the same id"
+
+    cluster.set_spec(with_fallback("2.0.0", analysis=WATCHED))
+    started = cluster.reconcile()
+    released = [b for _, b in notify.notifications(spec, NAMESPACE, NAME, started.status, started.events, "t", CATALOG)]
+    back = next(b for b in released if b["reason"] == "FallbackReleased")
+    assert (back["type"], back["severity"], back["cause"]) == ("Fallback", "Normal", None), "recovered: no cause"
+    assert back["evidence"]["fallback"]["active"] is False and "2.0.0 rolling out" in back["message"], back
+    assert back["id"] != taken["id"], "taking and giving back are two notifications"
+
+
+def test_a_lost_fallback_activation_is_notified_again_with_the_same_id() -> None:
+    from tests.test_announce import FakeContext  # noqa: PLC0415
+
+    cluster = serving_with_fallback()
+    cluster.lose_readiness("1.0.0")
+    cluster.reconcile(after=1)
+    active = cluster.reconcile(after=10)
+    spec = spec_for("1.0.0", notifications=[{"endpoint": "team", "events": ["Fallback"]}])
+    original = notify.notifications(spec, NAMESPACE, NAME, active.status, active.events, "pass-time", CATALOG)
+    context = FakeContext(event_exists=False)
+    context.notifier = RecordingNotifier()  # type: ignore[attr-defined]
+    body = {"metadata": {"namespace": NAMESPACE, "name": NAME, "uid": "u"}, "spec": spec.model_dump(by_alias=True)}
+    later = cluster.now + timedelta(seconds=40)
+    asyncio.run(announcer.reannounce(context, body, active.status, later, structlog.get_logger("test")))
+    again = context.notifier.sent  # type: ignore[attr-defined]
+    assert [(e, b["reason"], b["cause"]) for e, b in again] == [("team", "FallbackActivated", "Infrastructure")], again
+    assert again[0][1]["id"] == original[0][1]["id"] and again[0][1]["evidence"] == original[0][1]["evidence"]

@@ -18,7 +18,7 @@ from rollguard.adapters.events import EventPoster
 from rollguard.adapters.gateway import GROUP as ROUTE_GROUP
 from rollguard.adapters.gateway import PLURAL as ROUTE_PLURAL
 from rollguard.adapters.gateway import VERSION as ROUTE_VERSION
-from rollguard.adapters.kube import Kube
+from rollguard.adapters.kube import Kube, load_config
 from rollguard.adapters.notify import Notifier
 from rollguard.adapters.prometheus import Prometheus
 from rollguard.cache import Cache
@@ -53,8 +53,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.watching.server_timeout = 300
     settings.persistence.diffbase_storage = _NoDiffBase()
     prometheus = Prometheus(SETTINGS) if SETTINGS.prometheus_url else None
-    kube = Kube()
-    memo.events = EventPoster.for_api(kube.api)
+    kube = Kube(threads=SETTINGS.max_concurrent_reconciles)  # a worker thread per pass that may run at once
+    # Its own connections: posting Events never waits for, nor crowds out, a pass's requests.
+    memo.events = EventPoster.for_api(load_config(EventPoster.WORKERS))
     memo.ctx = Context(kube=kube, prometheus=prometheus, post_event=memo.events.post, pod_policy=SETTINGS.pod_policy())
     memo.ctx.notifier = Notifier.from_settings(SETTINGS) if SETTINGS.notifications_endpoints else None
     memo.ctx.cache = Cache()

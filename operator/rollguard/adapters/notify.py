@@ -155,7 +155,10 @@ class Notifier:
         }
         if endpoint.secret_file:
             # Read per request: the kubelet updates a mounted Secret in place when it is rotated.
-            secret = Path(endpoint.secret_file).read_bytes().strip()
+            try:
+                secret = Path(endpoint.secret_file).read_bytes().strip()
+            except OSError as error:  # a key removed from the Secret: never send unsigned, never fail the pass
+                raise RetryableError(f"secret file {endpoint.secret_file}: {error.strerror or error}") from error
             headers[notify.SIGNATURE_HEADER] = notify.signature(secret, timestamp, data)
         try:
             # No redirects: the platform allowed this URL, not wherever it points to.

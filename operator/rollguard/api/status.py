@@ -171,14 +171,20 @@ class FallbackStatus(StatusModel):
     revision: str = Field(description="Hash of the fallback's model+runtime; its pods' rollout id.")
     ready_replicas: int = Field(default=0, description="Ready pods of the Deployment <name>-fallback.")
     active: bool = Field(default=False, description="True while the fallback's pods get the model's traffic.")
-    since: str | None = Field(default=None, description="While active: when it took the traffic.")
+    since: str | None = Field(
+        default=None, description="When it last took the traffic (while active) or gave it back (after)."
+    )
     reason: str | None = Field(
         default=None,
         description="While active: ServingNotReady (the serving version has no ready pod) or "
         "PostPromotionAnalysisFailed (it failed its post-promotion checks, no known-good version to go back to).",
     )
     cause: Cause | None = Field(default=None, description="While active: " + CAUSE_DESCRIPTION)
-    message: str = Field(default="", description="While active: the evidence, and when the traffic comes back.")
+    message: str = Field(
+        default="",
+        description="The last switch's announcement: while active, the evidence and when the traffic comes back; "
+        "after, what recovered.",
+    )
     unready_since: str | None = Field(
         default=None, description="Since when no pod of the serving version is ready (the activateAfter clock)."
     )

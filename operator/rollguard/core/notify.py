@@ -38,6 +38,7 @@ _BY_REASON: dict[str, NotificationEvent] = {
     "RollbackComplete": "Promoted",
     "RolledBack": "RolledBack",
     "DegradedNoKnownGood": "Degraded",
+    "SharedOutageAfterPromotion": "Degraded",  # the known-good version breaks the same check: a shared upstream
     "DependencyHold": "Holding",
     "DependencyOutage": "Holding",
     "MetricsUnavailable": "Holding",
@@ -108,7 +109,10 @@ def kind_of(event: Event, status: ModelDeploymentStatus) -> NotificationEvent | 
 
 
 def _decided_at(kind: NotificationEvent, status: ModelDeploymentStatus, now_iso: str) -> str:
-    """A promotion's or rollback's time from history, so a re-announcement carries the same time and id."""
+    """A promotion's or rollback's time from history (a fallback switch's from status.fallback), so a
+    re-announcement carries the same time and id."""
+    if kind == "Fallback" and status.fallback is not None and status.fallback.since is not None:
+        return status.fallback.since
     newest = status.history[-1] if status.history else None
     outcome = {"Promoted": "Promoted", "RolledBack": "RolledBack", "Degraded": "RolledBack"}.get(kind)
     return newest.at if newest is not None and outcome == newest.outcome else now_iso
@@ -136,6 +140,12 @@ def payload(
             evidence["gateAnswer"] = rollout.confirmation.answer
     elif kind == "Promoted" and status.history and status.history[-1].outcome == "Promoted":
         evidence = {"metrics": status.history[-1].metrics, "reason": status.history[-1].reason}
+    elif kind == "Fallback" and status.fallback is not None:
+        # Taking the traffic carries its cause; giving it back has none (the model recovered).
+        cause = status.fallback.cause if status.fallback.active else None
+        evidence = {"fallback": status.fallback.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        if status.fallback.reason == "PostPromotionAnalysisFailed" and rejected is not None:
+            evidence["rejected"] = rejected.model_dump(mode="json", by_alias=True, exclude_none=True)
     at = _decided_at(kind, status, now_iso)
     identity = f"{namespace}/{name}/{kind}/{event.reason}/{at}"
     return {

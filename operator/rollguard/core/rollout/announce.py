@@ -1,7 +1,8 @@
 """What a decision tells the user, built from status alone, so a restarted operator can say it again.
 
 The Event, log line and counter of a pass are emitted after its status patch; a kill in between
-would lose them. `decided()` derives them back from the newest history entry.
+would lose them. `decided()` derives them back from the newest history entry, `fallback_switch()` from
+status.fallback (the moment an on-call engineer must hear of).
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ def decided(status: ModelDeploymentStatus, now: datetime, within_seconds: float)
         return newest.at, degraded(newest.version, rejected.cause, rejected.message, previous)
     serving = status.stable.version if status.stable else "nothing"
     return newest.at, rolled_back(newest.version, rejected.reason, rejected.cause, rejected.message, serving)
+
+
+def fallback_switch(status: ModelDeploymentStatus, now: datetime, within_seconds: float) -> tuple[str, Event] | None:
+    """The Event of the fallback's last switch (took or gave back the traffic), with its time, if that was at
+    most `within_seconds` before `now`: status.fallback keeps the switch's time and announcement for this."""
+    state = status.fallback
+    if state is None or state.since is None or not state.message:
+        return None
+    if clock.seconds_since(state.since, now) > within_seconds:
+        return None
+    if state.active:
+        return state.since, Event("Warning", "FallbackActivated", state.message)
+    return state.since, Event("Normal", "FallbackReleased", state.message)
 
 
 def _promotion(newest: HistoryEntry, earlier: list[HistoryEntry]) -> Event:

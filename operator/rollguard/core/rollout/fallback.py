@@ -104,12 +104,10 @@ def progress_fallback(p: Pass) -> FallbackWorkload | None:
             state.reason, state.cause, state.message = reason, cause, message
     elif state.active:
         held_for = int(max(0.0, clock.seconds_since(state.since, p.now)))
-        p.event(
-            "Normal",
-            "FallbackReleased",
-            f"{_recovered(p, state)}: traffic back from fallback {ref.version} after {held_for}s",
-        )
-        state.active, state.since, state.reason, state.cause, state.message = False, None, None, None, ""
+        message = f"{_recovered(p, state)}: traffic back from fallback {ref.version} after {held_for}s"
+        p.event("Normal", "FallbackReleased", message)
+        # since and message tell of this switch, so a restarted operator can announce it again (announce.py)
+        state.active, state.since, state.reason, state.cause, state.message = False, p.now_iso, None, None, message
     p.status.fallback = state
     return FallbackWorkload(ref, p.spec.fallback.replicas, state.active)
 
