@@ -75,10 +75,15 @@ def operator_code() -> str:
     return f"{kind}, {head or '?'}{' + uncommitted operator changes' if dirty else ''}"
 
 
-def fresh_control_plane(state: Path, audit_user: str) -> ControlPlane:
+KCM_QPS = 200  # kube-controller-manager's own client limit (its default, 20/s, makes ReplicaSets at ~7 a second)
+
+
+def fresh_control_plane(state: Path, audit_user: str, kcm_qps: int = KCM_QPS) -> ControlPlane:
     shutil.rmtree(state, ignore_errors=True)  # old etcd data would not match new tokens
     cp = ControlPlane(state)
     cp.audit_users = [audit_user]
+    if kcm_qps:
+        cp.controller_manager_args = [f"--kube-api-qps={kcm_qps}", f"--kube-api-burst={2 * kcm_qps}"]
     return cp
 
 
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace, out: Path, state_root: Path) -> dict[str, Any]
 
 def _run_scenarios(args: argparse.Namespace, sizes: list[int], results: dict[str, Any], state_root: Path) -> None:
     results["rollguard"] = {}
-    with fresh_control_plane(state_root / "rollguard", bench_rollguard.OPERATOR_USER) as cp:
+    with fresh_control_plane(state_root / "rollguard", bench_rollguard.OPERATOR_USER, args.kcm_qps) as cp:
         bench_rollguard.run(
             cp,
             sizes,
@@ -120,7 +125,7 @@ def _run_scenarios(args: argparse.Namespace, sizes: list[int], results: dict[str
             results=results["rollguard"],
         )
     if args.argo:
-        with fresh_control_plane(state_root / "argo", bench_argo.ARGO_USER) as cp:
+        with fresh_control_plane(state_root / "argo", bench_argo.ARGO_USER, args.kcm_qps) as cp:
             results["argo"] = bench_argo.run(
                 cp,
                 args.argo_objects or sizes[-1],
@@ -147,6 +152,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--argo-idle-minutes", type=float, default=0, help="Argo's idle window (default: --idle-minutes)")
     p.add_argument("--argo-rollbacks", type=int, default=10, help="bad Argo canaries timed")
+    p.add_argument(
+        "--kcm-qps",
+        type=int,
+        default=KCM_QPS,
+        help="kube-controller-manager's --kube-api-qps (burst twice that); 0: its default, 20",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
 

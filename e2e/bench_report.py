@@ -181,12 +181,18 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _kcm(results: dict[str, Any]) -> str:
+    qps = (results.get("arguments") or {}).get("kcm_qps")
+    return f"{qps} requests/s (burst {2 * qps})" if qps else "its default, 20 requests/s"
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results.get("machine") or {}
     after = (results.get("machine_after") or {}).get("loadavg")
     lines = [
         f"Run {m.get('date')} on {m.get('nproc')} cores ({m.get('cpu_model')}, {m.get('mem_total_mib')} MiB);"
         f" load average before {m.get('loadavg')}, after {after}. Operator code: {results.get('operator_code')}.",
+        f"kube-controller-manager client limit: {_kcm(results)}.",
         "",
         *_table(("measure", "target", "measured", ""), targets_rows(results)),
         "",

@@ -130,6 +130,8 @@ class ControlPlane:
         self._api: client.ApiClient | None = None
         # Users whose requests the apiserver writes to audit.log (set before start; `make bench` counts them).
         self.audit_users: list[str] = []
+        # More kube-controller-manager flags (set before start), e.g. `make bench`'s client rate limit.
+        self.controller_manager_args: list[str] = []
 
     @classmethod
     def from_environment(cls, state_dir: Path, *, detached: bool = False) -> ControlPlane:
@@ -299,6 +301,7 @@ class ControlPlane:
                 "--node-monitor-period=1s",
                 "--node-monitor-grace-period=40s",
                 "--use-service-account-credentials=false",
+                *self.controller_manager_args,
             ],
         )
         self._start_component("kube-scheduler", "scheduler", [])

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from rollguard.core import reads
+from rollguard.core import clock, reads
 from rollguard.core.rollout import Inputs, decide
+from tests.test_fallback import FALLBACK, UNREADY, serving_with_fallback
 from tests.test_rollout import CANARY, NAME, NAMESPACE, serving, spec_for
 
 WHY = "pod fraud-2-0-0-x: ImagePullBackOff (Back-off pulling image)"
@@ -63,3 +64,41 @@ def test_nothing_to_explain_without_a_rollout() -> None:
     cluster = serving("1.0.0")
     assert cluster.status.rollout is None
     assert not reads.wants_failure_reason(cluster.spec, cluster.status, cluster.now + timedelta(days=1))
+
+
+def test_the_fallback_switch_says_why_the_serving_version_has_no_ready_pod() -> None:
+    cluster = serving_with_fallback(fallback={**FALLBACK, "activateAfter": "2m"})
+    cluster.lose_readiness("1.0.0")
+    read_at: list[float] = []
+    for _ in range(40):
+        cluster.now += timedelta(seconds=5)
+        wants = reads.wants_failure_reason(cluster.spec, cluster.status, cluster.now)
+        revisions = {rev: replace(seen, failure=UNREADY if wants else None) for rev, seen in cluster.revisions.items()}
+        state = cluster.status.fallback
+        if wants and state is not None and state.unready_since is not None:
+            read_at.append(clock.seconds_since(state.unready_since, cluster.now))
+        decision = decide(
+            Inputs(
+                name=NAME,
+                namespace=NAMESPACE,
+                generation=cluster.generation,
+                spec=cluster.spec,
+                status=cluster.status,
+                annotations={},
+                revisions=revisions,
+                now=cluster.now,
+                analysis=None,
+                metrics_configured=True,
+                fallback_ready=cluster.fallback_ready,
+            )
+        )
+        cluster.status = decision.status
+        activated = [e for e in decision.events if e.reason == "FallbackActivated"]
+        if activated:
+            assert activated[0].message.count(UNREADY) == 1, f"the reason was read in time: {activated[0].message}"
+            break
+    else:
+        pytest.fail(f"the fallback never took the traffic: {cluster.status.fallback}")
+    assert read_at and min(read_at) >= 120 - reads.DEADLINE_MARGIN_SECONDS - 5, (
+        f"pods were read only near activateAfter, not from the first unready pass: read at {read_at} s"
+    )
