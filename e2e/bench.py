@@ -82,6 +82,7 @@ def fresh_control_plane(state: Path, audit_user: str, kcm_qps: int = KCM_QPS) ->
     shutil.rmtree(state, ignore_errors=True)  # old etcd data would not match new tokens
     cp = ControlPlane(state)
     cp.audit_users = [audit_user]
+    cp.scrape_seconds = bench_rollguard.SCRAPE_SECONDS
     if kcm_qps:
         cp.controller_manager_args = [f"--kube-api-qps={kcm_qps}", f"--kube-api-burst={2 * kcm_qps}"]
     return cp

@@ -26,8 +26,8 @@ import yaml
 from kubernetes import client
 
 from e2e import manifests
-from e2e.bench_probes import AuditLog, FirstSeen, PromCrossing, cpu_percent, proc_sample
-from e2e.bench_rollguard import ERROR_LIMIT, INTERVAL_SECONDS, add_pod_capacity, percentile
+from e2e.bench_probes import AuditLog, FirstSeen, PromCrossing, cpu_percent, proc_sample, settle
+from e2e.bench_rollguard import ERROR_LIMIT, INTERVAL_SECONDS, WINDOW_SECONDS, add_pod_capacity, percentile
 from e2e.cluster import ControlPlane
 from e2e.processes import free_port
 from e2e.waiting import http_get, wait_for
@@ -50,7 +50,7 @@ def build() -> Path:
 def analysis_template(prometheus_url: str) -> dict[str, Any]:
     """rollguard's error-rate check, said the Argo way: fail at result > 0.05, every 3 s."""
     sel = f'namespace="{NAMESPACE}",model="{{{{args.name}}}}",version="{{{{args.version}}}}"'
-    window = f"[{INTERVAL_SECONDS}s]"
+    window = f"[{WINDOW_SECONDS}s]"
     query = (
         f'(sum(rate(model_requests_total{{{sel},code="500"}}{window})) or vector(0))'
         f" / sum(rate(model_requests_total{{{sel}}}{window}))"
@@ -222,6 +222,7 @@ def run(
         wait_for(lambda: all(healthy.first(n) for n in names), 1200, interval=1, message="all Rollouts Healthy")
         healthy.stop()
         results["seconds_until_all_healthy"] = round(max(healthy.first(n) or 0 for n in names) - started, 1)
+        results["settle"] = settle(audit, ARGO_USER)  # as for rollguard: idle is the steady state after the burst
         mark, before = audit.mark(), proc_sample(argo.pid)
         time.sleep(idle_seconds)  # a measurement window, not a wait for a condition
         after = proc_sample(argo.pid)
@@ -266,7 +267,7 @@ def rollbacks(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict
     crossing = FirstSeen(core.list_namespaced_pod, canary_ready, namespace=NAMESPACE).start()
     aborts = FirstSeen(_list_rollouts(api), aborted).start()
     # The same metric crossing as rollguard's side measures (e2e/bench_rollguard.py canaries()).
-    sel, rate_window = f'namespace="{NAMESPACE}",version="{version}"', f"[{INTERVAL_SECONDS}s]"
+    sel, rate_window = f'namespace="{NAMESPACE}",version="{version}"', f"[{WINDOW_SECONDS}s]"
     metric = PromCrossing(
         cp.prometheus_url,
         f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'

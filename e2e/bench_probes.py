@@ -86,6 +86,34 @@ class AuditLog:
         return counts
 
 
+def settle(audit: AuditLog, user: str, quiet_seconds: float = 10.0, deadline: float = 300.0) -> dict[str, Any]:
+    """Wait until `user` has written nothing at the API server for `quiet_seconds`: the work a burst gave it is done.
+
+    Objects are seen Ready before the operator has posted the burst's last Events and finished its last passes;
+    the idle window measures the steady state after that, and this measures the tail itself.
+    """
+    started, mark = time.monotonic(), audit.mark()
+    quiet_since, last = started, mark
+    while time.monotonic() - quiet_since < quiet_seconds:
+        if time.monotonic() - started > deadline:
+            break  # recorded below as not settled: a result, not an error
+        time.sleep(1.0)
+        now = audit.mark()
+        written = audit.count(user, last, now)
+        if written.writes:
+            quiet_since = time.monotonic()
+        last = now
+    tail = audit.count(user, mark)
+    settled = time.monotonic() - quiet_since >= quiet_seconds
+    return {
+        "settled": settled,
+        "seconds_until_quiet": round(quiet_since - started, 1),
+        "quiet_seconds": quiet_seconds,
+        "writes": tail.writes,
+        "writes_by_resource": dict(tail.writes_by_resource.most_common()),
+    }
+
+
 @dataclass(frozen=True)
 class ProcSample:
     cpu_seconds: float

@@ -74,7 +74,7 @@ def targets_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _verdict(ready_ok),
         ),
         (
-            f"idle, {n} objects, {_fmt(idle.get('window_seconds'), ' s')}",
+            f"idle, {n} objects, {_fmt(idle.get('window_seconds'), ' s')}{_settled(top)}",
             "0 writes; ≤ 1 request/object/10 min; CPU ≤ 2 %",
             f"{_fmt(idle.get('writes'))} writes ({_fmt(idle.get('writes_to_unchanged_objects'))} to unchanged objects);"
             f" {_fmt(idle.get('requests_per_object_per_10min'))} req/obj/10 min;"
@@ -179,6 +179,15 @@ def sweep_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _settled(point: dict[str, Any]) -> str:
+    tail = point.get("settle")
+    if not tail:
+        return ""
+    quiet = "" if tail.get("settled") else ", never quiet"
+    since = _fmt(tail.get("seconds_until_quiet"), " s")
+    return f" (from {since} after all Ready{quiet}: {_fmt(tail.get('writes'))} writes before)"
 
 
 def _kcm(results: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from e2e.bench_probes import (
     model_deployments_watch,
     proc_sample,
     prometheus_queries,
+    settle,
 )
 from e2e.cluster import ControlPlane
 from e2e.rollguard_process import RollguardProcess
@@ -39,6 +40,10 @@ RELEASE, RELEASE_NS = "rollguard", "rollguard-system"
 OPERATOR_USER = f"system:serviceaccount:{RELEASE_NS}:{RELEASE}"
 NAMESPACE, DELETE_NAMESPACE = "bench", "bench-delete"
 INTERVAL_SECONDS = 3
+# The simulator renders 1,000 pods' metrics in about 0.5 s on a quiet machine: scrape every 2 s (1 s timed out
+# under load), and let the check's window hold three scrapes.
+SCRAPE_SECONDS = 2
+WINDOW_SECONDS = 3 * SCRAPE_SECONDS
 # A round of one check asks for its value, its sample count and the stable's value (reconciler._measure).
 QUERIES_PER_ROUND = 3
 QUERY_WINDOW_SECONDS = 12.0
@@ -46,6 +51,7 @@ ERROR_LIMIT = 0.05
 ERROR_RATE = {
     "name": "error-rate",
     "template": "error-rate",
+    "interval": f"{WINDOW_SECONDS}s",
     "thresholdRange": {"max": ERROR_LIMIT},
     "minSampleCount": 5,
 }
@@ -262,7 +268,7 @@ def canaries(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict[
     rejections = FirstSeen(model_deployments_watch(api, NAMESPACE), rejected).start()
     # The metric crossing as Prometheus sees it: the check's own error rate, over its own window.
     sel = f'namespace="{NAMESPACE}",version="{version}"'
-    rate_window = f"[{INTERVAL_SECONDS}s]"
+    rate_window = f"[{WINDOW_SECONDS}s]"
     metric = PromCrossing(
         cp.prometheus_url,
         f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'
@@ -436,6 +442,11 @@ def run(
             }
             log(f"rollguard N={size}: all Ready in {point['seconds_until_all_ready']}s")
             window = idle_seconds if size == sizes[-1] else idle_seconds_small
+            point["settle"] = settle(op.audit, OPERATOR_USER)
+            log(
+                f"rollguard N={size}: quiet {point['settle']['seconds_until_quiet']}s after all Ready, "
+                f"{point['settle']['writes']} writes meanwhile"
+            )
             point["idle"] = idle_window(cp, op, size, window, OPERATOR_USER, changed=spec_changed)
             log(f"rollguard N={size}: idle {point['idle']['requests']} requests, {point['idle']['writes']} writes")
             changes = [f"model-{i:04d}" for i in range(size - min(spec_changes, len(batch)), size)]

@@ -132,6 +132,8 @@ class ControlPlane:
         self.audit_users: list[str] = []
         # More kube-controller-manager flags (set before start), e.g. `make bench`'s client rate limit.
         self.controller_manager_args: list[str] = []
+        # Prometheus' scrape interval and timeout (set before start): `make bench` renders 1,000 pods' metrics.
+        self.scrape_seconds = 1
 
     @classmethod
     def from_environment(cls, state_dir: Path, *, detached: bool = False) -> ControlPlane:
@@ -537,7 +539,7 @@ class ControlPlane:
 
     def _start_prometheus_process(self) -> None:
         config_file = manifests.write_yaml(
-            self.state_dir / "prometheus.yml", manifests.prometheus_config(self._targets_file)
+            self.state_dir / "prometheus.yml", manifests.prometheus_config(self._targets_file, self.scrape_seconds)
         )
         proc = self._spawn(
             "prometheus",

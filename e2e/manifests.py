@@ -121,10 +121,11 @@ def fake_node(name: str, zone: str) -> client.V1Node:
     return node
 
 
-def prometheus_config(targets_file: Path) -> dict[str, Any]:
-    """Scrape every second whatever ``targets_file`` lists (file_sd; reloaded when it changes)."""
+def prometheus_config(targets_file: Path, scrape_seconds: int = 1) -> dict[str, Any]:
+    """Scrape every `scrape_seconds` whatever ``targets_file`` lists (file_sd; reloaded when it changes)."""
+    every = f"{scrape_seconds}s"
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "global": {"scrape_interval": every, "evaluation_interval": every, "scrape_timeout": every},
         "scrape_configs": [
             {
                 "job_name": "e2e",

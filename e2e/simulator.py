@@ -169,24 +169,29 @@ class DataPlane(Collector):
     def update(self, pods: Sequence[SimulatedPod], routes: Sequence[Route]) -> None:
         with self._lock:
             self._advance_locked()
-            before = set(self._pods)
+            before = self._pods
             self._pods = {p.uid: p for p in pods}
-            self._rps = traffic_shares(pods, routes)
+            self._rps = rps = traffic_shares(pods, routes)
             self._counters = {uid: self._counters.get(uid, RequestCounters()) for uid in self._pods}
-            if set(self._pods) != before:
-                self._log_serving()
+            after = self._pods
+        self._log_changes(before, after, rps)  # outside the lock: a scrape never waits for logging
 
-    def _log_serving(self) -> None:
-        if not self._pods:
+    @staticmethod
+    def _log_changes(before: dict[str, SimulatedPod], after: dict[str, SimulatedPod], rps: dict[str, float]) -> None:
+        """Only the pods that started or stopped being served (at 1,000 pods, all of them would take seconds)."""
+        if before and not after:
             log.info("serving no pods (none Ready with label %s)", MODEL_DEPLOYMENT_LABEL)
-        for uid, p in sorted(self._pods.items(), key=lambda kv: (kv[1].namespace, kv[1].name)):
+        for uid in sorted(before.keys() - after.keys(), key=lambda u: (before[u].namespace, before[u].name)):
+            log.info("stopped serving %s/%s", before[uid].namespace, before[uid].name)
+        for uid in sorted(after.keys() - before.keys(), key=lambda u: (after[u].namespace, after[u].name)):
+            p = after[uid]
             log.info(
                 "serving %s/%s model=%s version=%s at %.2f rps, error rate %.3f",
                 p.namespace,
                 p.name,
                 p.model,
                 p.version,
-                self._rps.get(uid, 0.0),
+                rps.get(uid, 0.0),
                 p.error_rate,
             )
 

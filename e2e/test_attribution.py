@@ -14,7 +14,7 @@ from kubernetes import client
 
 from e2e import md
 from e2e.rollguard_process import RollguardProcess
-from e2e.test_canary import ERROR_RATE, canary, rolled_back, start_stable
+from e2e.test_canary import ERROR_RATE, canary, rolled_back, start_drifting_canary, start_stable
 from e2e.waiting import wait_for
 
 ERROR_OVERRIDE = "simulator.rollguard.io/SIMULATED_ERROR_RATE"
@@ -141,13 +141,7 @@ def _logged_cause(rollguard: RollguardProcess, name: str, reason: str) -> str | 
 def test_a_drift_regression_is_rolled_back_with_cause_data(
     control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
 ) -> None:
-    drift = [{"name": "feature-drift", "kind": "feature", "maxScore": 0.3, "window": "10s", "minSamples": 5}]
-    start_stable(control_plane, kube_api, namespace, canary("drifty", "1.0.0", metrics=[], drift=drift))
-    md.apply(
-        control_plane,
-        namespace,
-        canary("drifty", "1.1.0", env={"SIMULATED_DRIFT_SCORE": "0.7"}, metrics=[], drift=drift),
-    )
+    start_drifting_canary(control_plane, kube_api, namespace)
     status = rolled_back(kube_api, namespace, "drifty")
     rejected = status["rejected"]
     assert (rejected["reason"], rejected["cause"], rejected["check"]) == ("AnalysisFailed", "Data", "feature-drift")

@@ -172,16 +172,17 @@ def test_latency_regression_is_rolled_back(
     _assert_rolled_back_with_evidence(kube_api, namespace, "slow", "p99", "1.1.0", rollguard)
 
 
+def start_drifting_canary(cp: Any, api: client.ApiClient, namespace: str) -> None:
+    """ "drifty" 1.0.0 stable, then 1.1.0 out as a canary whose inputs drift past its feature-drift check."""
+    drift = [{"name": "feature-drift", "kind": "feature", "maxScore": 0.3, "window": "10s", "minSamples": 5}]
+    start_stable(cp, api, namespace, canary("drifty", "1.0.0", metrics=[], drift=drift))
+    md.apply(cp, namespace, canary("drifty", "1.1.0", env={"SIMULATED_DRIFT_SCORE": "0.7"}, metrics=[], drift=drift))
+
+
 def test_drift_regression_is_rolled_back(
     control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
 ) -> None:
-    drift = [{"name": "feature-drift", "kind": "feature", "maxScore": 0.3, "window": "10s", "minSamples": 5}]
-    start_stable(control_plane, kube_api, namespace, canary("drifty", "1.0.0", metrics=[], drift=drift))
-    md.apply(
-        control_plane,
-        namespace,
-        canary("drifty", "1.1.0", env={"SIMULATED_DRIFT_SCORE": "0.7"}, metrics=[], drift=drift),
-    )
+    start_drifting_canary(control_plane, kube_api, namespace)
     status = _assert_rolled_back_with_evidence(kube_api, namespace, "drifty", "feature-drift", "1.1.0", rollguard)
     assert "drift" in status["rejected"]["message"]
 

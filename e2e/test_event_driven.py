@@ -49,9 +49,15 @@ def _serving(api: client.ApiClient, namespace: str, name: str) -> Callable[[], b
     return lambda: md.serving(api, namespace, name, "1.0.0")
 
 
-def _settled(api: client.ApiClient, namespace: str, name: str) -> bool:
-    status = md.status(api, namespace, name)
-    return status.get("phase") == "Ready" and not status.get("rollout") and not status.get("retired")
+def _apply_settled(cp: Any, api: client.ApiClient, namespace: str, name: str) -> None:
+    """Applies a one-replica model and waits until it is Ready with nothing in progress."""
+
+    def settled() -> bool:
+        status = md.status(api, namespace, name)
+        return status.get("phase") == "Ready" and not status.get("rollout") and not status.get("retired")
+
+    md.apply(cp, namespace, _rolling(name))
+    wait_for(settled, 60, message=f"{name}: Ready with nothing in progress")
 
 
 def test_idle_object_costs_no_requests_and_carries_nothing_of_kopf(
@@ -62,8 +68,7 @@ def test_idle_object_costs_no_requests_and_carries_nothing_of_kopf(
     start_proxied: Callable[..., RollguardProcess],
 ) -> None:
     operator = start_proxied()  # the harness's 1 s safety resync: even then an idle object costs nothing
-    md.apply(control_plane, namespace, _rolling("idle"))
-    wait_for(lambda: _settled(kube_api, namespace, "idle"), 60, message="idle: Ready with nothing in progress")
+    _apply_settled(control_plane, kube_api, namespace, "idle")
     time.sleep(2)  # let the last watch events (our own status patch) arrive before counting starts
     mark = proxy.mark()
     passes_before = operator.metric("rollguard_reconcile_duration_seconds_count")
@@ -90,8 +95,7 @@ def test_the_operators_own_status_patch_wakes_no_second_pass(
     start_proxied: Callable[..., RollguardProcess],
 ) -> None:
     operator = start_proxied(ROLLGUARD_RESYNC_SECONDS="600")  # nothing due: only changes wake a pass
-    md.apply(control_plane, namespace, _rolling("echo"))
-    wait_for(lambda: _settled(kube_api, namespace, "echo"), 60, message="echo: Ready with nothing in progress")
+    _apply_settled(control_plane, kube_api, namespace, "echo")
     passes_before = operator.metric("rollguard_reconcile_duration_seconds_count")
     echoes_before = operator.metric("rollguard_watch_echoes_total")
     mark = proxy.mark()

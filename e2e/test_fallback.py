@@ -10,6 +10,7 @@ the pods' readiness by writing their status as a kubelet would after a failing r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -24,6 +25,8 @@ FALLBACK = {
     "model": {"name": "scorer-rules", "version": "0.9.0", "uri": "s3://models/scorer-rules/0.9.0", "format": "custom"},
     "activateAfter": "3s",
 }
+SELECTS_MODEL = {"rollguard.io/model-deployment": NAME}
+SELECTS_FALLBACK = {"rollguard.io/fallback-for": NAME}
 
 
 def set_ready(api: client.ApiClient, namespace: str, pod: str, ready: bool) -> None:
@@ -34,9 +37,46 @@ def set_ready(api: client.ApiClient, namespace: str, pod: str, ready: bool) -> N
     client.CoreV1Api(api).patch_namespaced_pod_status(pod, namespace, {"status": {"conditions": conditions}})
 
 
-def model_pods(api: client.ApiClient, namespace: str) -> dict[str, str]:
+def degrading(name: str, version: str) -> dict[str, Any]:
+    """A canary-rolled model with a warm fallback, watched after promotion (where its degradation is caught)."""
+    return md.manifest(
+        name,
+        version=version,
+        replicas=2,
+        fallback=FALLBACK,
+        strategy={"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": {"duration": "3s"}}]}},
+        analysis={"interval": "3s", "failureLimit": 0, "metrics": [ERROR_RATE], "postPromotion": {"duration": "10m"}},
+    )
+
+
+def fail_live_traffic(api: client.ApiClient, namespace: str, name: str) -> None:
+    """The simulator serves 40% errors from every running pod of the model (the only version there is)."""
+    override = {"simulator.rollguard.io/SIMULATED_ERROR_RATE": "0.4"}
+    for pod in model_pods(api, namespace, name):
+        client.CoreV1Api(api).patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": override}})
+
+
+def fallback_is(active: bool) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: (status.get("fallback") or {}).get("active") is active
+
+
+def switched_by_unready_pods(api: client.ApiClient, namespace: str, name: str, pods: dict[str, str]) -> dict[str, Any]:
+    """Every pod in `pods` fails its readiness probe: the status once the fallback serves (past activateAfter)."""
+    for pod in pods:
+        set_ready(api, namespace, pod, ready=False)
+    return md.wait_status(
+        api,
+        namespace,
+        name,
+        fallback_is(True),
+        60,
+        f"status.fallback.active once no pod of {name} is ready for activateAfter (3s)",
+    )
+
+
+def model_pods(api: client.ApiClient, namespace: str, name: str = NAME) -> dict[str, str]:
     """The model's running pods (name -> uid), selected as its Service does when the model serves."""
-    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={NAME}")
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={name}")
     return {p.metadata.name: p.metadata.uid for p in pods.items if not p.metadata.deletion_timestamp}
 
 
@@ -61,6 +101,19 @@ def ready_endpoints(api: client.ApiClient, namespace: str) -> set[str]:
 def service_selector(api: client.ApiClient, namespace: str) -> dict[str, str]:
     selector: dict[str, str] = client.CoreV1Api(api).read_namespaced_service(NAME, namespace).spec.selector
     return selector
+
+
+def traffic_goes_to(
+    api: client.ApiClient, namespace: str, selector: dict[str, str], pods: dict[str, str], what: str
+) -> None:
+    """The Service selects `selector` and its ready endpoints (kcm's EndpointSlices) become exactly `pods`."""
+    assert service_selector(api, namespace) == selector, f"the Service selects {what}"
+    wait_for(
+        lambda: ready_endpoints(api, namespace),
+        30,
+        message=f"the Service's ready endpoints are {what}",
+        until=lambda found: found == set(pods),
+    )
 
 
 def events_of(api: client.ApiClient, namespace: str, reason: str) -> list[Any]:
@@ -92,41 +145,20 @@ def test_the_fallback_takes_the_traffic_when_no_serving_pod_is_ready_and_gives_i
     ], "the platform's pod policy applies to the fallback's pods too"
     serving_pods, fallback = model_pods(kube_api, namespace), fallback_pods(kube_api, namespace)
     assert len(serving_pods) == 2 and len(fallback) == 1, f"2 model pods and 1 fallback pod: {serving_pods} {fallback}"
-    assert service_selector(kube_api, namespace) == {"rollguard.io/model-deployment": NAME}, "selects the model"
-    wait_for(
-        lambda: ready_endpoints(kube_api, namespace),
-        30,
-        message="the Service's ready endpoints are the model's two pods, not the fallback's",
-        until=lambda found: found == set(serving_pods),
-    )
+    traffic_goes_to(kube_api, namespace, SELECTS_MODEL, serving_pods, "the model's two pods, not the fallback's")
     status = md.status(kube_api, namespace, NAME)
     assert status["fallback"]["active"] is False and status["fallback"]["version"] == "0.9.0", status.get("fallback")
     assert rollguard.metric("rollguard_fallback_active", name=NAME) == 0, "the gauge says the model serves"
 
     # Every serving pod fails its readiness probe; 1.0.0 is the only version there is (no known-good to go to).
     lost_at = time.monotonic()
-    for pod in serving_pods:
-        set_ready(kube_api, namespace, pod, ready=False)
-    switched = md.wait_status(
-        kube_api,
-        namespace,
-        NAME,
-        lambda s: (s.get("fallback") or {}).get("active") is True,
-        60,
-        "status.fallback.active after activateAfter (3s) with no ready pod of 1.0.0",
-    )
+    switched = switched_by_unready_pods(kube_api, namespace, NAME, serving_pods)
     switch_seconds = time.monotonic() - lost_at
     fallback_state = switched["fallback"]
     assert (fallback_state["reason"], fallback_state["cause"]) == ("ServingNotReady", "Infrastructure"), fallback_state
     ready = next(c for c in switched["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "FallbackActive"), f"Ready says why: {ready}"
-    assert service_selector(kube_api, namespace) == {"rollguard.io/fallback-for": NAME}, "the Service is switched"
-    wait_for(
-        lambda: ready_endpoints(kube_api, namespace),
-        30,
-        message="the Service's ready endpoints are the fallback's pod",
-        until=lambda found: found == set(fallback),
-    )
+    traffic_goes_to(kube_api, namespace, SELECTS_FALLBACK, fallback, "the fallback's pod")
     activated = wait_for(
         lambda: events_of(kube_api, namespace, "FallbackActivated"), 15, message="a FallbackActivated Event"
     )
@@ -144,18 +176,12 @@ def test_the_fallback_takes_the_traffic_when_no_serving_pod_is_ready_and_gives_i
         kube_api,
         namespace,
         NAME,
-        lambda s: (s.get("fallback") or {}).get("active") is False and md.has_condition(s, "Ready"),
+        lambda s: fallback_is(False)(s) and md.has_condition(s, "Ready"),
         60,
         "status.fallback.active false and Ready=True once 1.0.0's pods are ready again",
     )
     release_seconds = time.monotonic() - recovered_at
-    assert service_selector(kube_api, namespace) == {"rollguard.io/model-deployment": NAME}, "the model's again"
-    wait_for(
-        lambda: ready_endpoints(kube_api, namespace),
-        30,
-        message="the Service's ready endpoints are the model's pods again",
-        until=lambda found: found == set(serving_pods),
-    )
+    traffic_goes_to(kube_api, namespace, SELECTS_MODEL, serving_pods, "the model's pods again")
     released = wait_for(
         lambda: events_of(kube_api, namespace, "FallbackReleased"), 15, message="a FallbackReleased Event"
     )
@@ -173,65 +199,43 @@ def test_the_fallback_takes_the_traffic_when_no_serving_pod_is_ready_and_gives_i
 def test_a_degraded_version_with_no_known_good_hands_the_traffic_to_the_fallback_until_a_new_version(
     control_plane: Any, kube_api: client.ApiClient, namespace: str, rollguard: RollguardProcess
 ) -> None:
-    def version(number: str) -> dict[str, Any]:
-        return md.manifest(
-            NAME,
-            version=number,
-            replicas=2,
-            fallback=FALLBACK,
-            strategy={"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": {"duration": "3s"}}]}},
-            analysis={
-                "interval": "3s",
-                "failureLimit": 0,
-                "metrics": [ERROR_RATE],
-                "postPromotion": {"duration": "10m"},
-            },
-        )
-
-    md.apply(control_plane, namespace, version("1.0.0"))
+    md.apply(control_plane, namespace, degrading(NAME, "1.0.0"))
     wait_for(lambda: md.serving(kube_api, namespace, NAME, "1.0.0"), 60, message="1.0.0 serving")
     md.wait_status(
         kube_api, namespace, NAME, lambda s: (s.get("watch") or {}).get("lastVerdict") == "Passed", 60, "watched"
     )
     fallback = wait_for(lambda: fallback_pods(kube_api, namespace), 60, message="the warm fallback pod")
     # The only version there is starts failing on live traffic: nothing known-good to roll back to.
-    core = client.CoreV1Api(kube_api)
-    for pod in model_pods(kube_api, namespace):
-        override = {"simulator.rollguard.io/SIMULATED_ERROR_RATE": "0.4"}
-        core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": override}})
+    fail_live_traffic(kube_api, namespace, NAME)
     degraded = md.wait_status(
         kube_api,
         namespace,
         NAME,
-        lambda s: (s.get("fallback") or {}).get("active") is True,
+        fallback_is(True),
         90,
         "the fallback serves once 1.0.0 fails its post-promotion checks",
     )
     state = degraded["fallback"]
     assert (state["reason"], state["cause"]) == ("PostPromotionAnalysisFailed", "Model"), state
     assert degraded["rejected"]["version"] == "1.0.0", "1.0.0 is rejected, with nothing earlier to go back to"
-    assert service_selector(kube_api, namespace) == {"rollguard.io/fallback-for": NAME}, "the Service is switched"
-    wait_for(
-        lambda: ready_endpoints(kube_api, namespace),
-        30,
-        message="the Service's ready endpoints are the fallback's pod, not 1.0.0's ready but failing pods",
-        until=lambda found: found == set(fallback),
+    traffic_goes_to(
+        kube_api, namespace, SELECTS_FALLBACK, fallback, "the fallback's pod, not 1.0.0's ready but failing pods"
     )
     reasons = [e.reason for e in md.events(kube_api, namespace, NAME)]
     assert "DegradedNoKnownGood" in reasons and "FallbackActivated" in reasons, reasons
     assert rollguard.metric("rollguard_fallback_active", name=NAME) == 1
 
     # A new version needs real traffic to be judged: the model gets it back as 1.1.0 rolls out.
-    md.apply(control_plane, namespace, version("1.1.0"))
+    md.apply(control_plane, namespace, degrading(NAME, "1.1.0"))
     md.wait_status(
         kube_api,
         namespace,
         NAME,
-        lambda s: (s.get("fallback") or {}).get("active") is False,
+        fallback_is(False),
         30,
         "the fallback gives the traffic back once 1.1.0 starts rolling out",
     )
-    assert service_selector(kube_api, namespace) == {"rollguard.io/model-deployment": NAME}, "the model's again"
+    assert service_selector(kube_api, namespace) == SELECTS_MODEL, "the model's again"
     wait_for(lambda: md.serving(kube_api, namespace, NAME, "1.1.0"), 90, message="1.1.0 promoted")
     released = events_of(kube_api, namespace, "FallbackReleased")
     assert released and "1.1.0 rolling out" in released[0].message, [e.message for e in released]

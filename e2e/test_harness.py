@@ -324,11 +324,16 @@ def test_httproute_weights_shift_the_simulated_traffic(
 
 def test_prometheus_can_be_restarted_and_keeps_its_data(own_prometheus: ControlPlane, prometheus_url: str) -> None:
     control_plane = own_prometheus
-    query = 'count_over_time(up{job="simulator"}[10m])'
-    before = required(
-        wait_for(lambda: prom_scalar(prometheus_url, query), 30, message="Prometheus has scraped the simulator"),
-        "sample count",
+
+    # The same fixed window before and after (`@`), so samples ageing out of a sliding window cannot count.
+    def window_with_samples() -> str | None:
+        query = f'count_over_time(up{{job="simulator"}}[10m] @ {time.time():.3f})'
+        return query if prom_scalar(prometheus_url, query) else None
+
+    query = required(
+        wait_for(window_with_samples, 30, message="Prometheus has scraped the simulator"), "a window with samples"
     )
+    before = required(prom_scalar(prometheus_url, query), "sample count")
 
     control_plane.stop_prometheus()
     with pytest.raises(OSError):

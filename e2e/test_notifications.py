@@ -7,8 +7,6 @@ The receiver verifies every request the way the README tells a user to: HMAC-SHA
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -24,8 +22,9 @@ from kubernetes import client
 from e2e import md
 from e2e.rollguard_process import RollguardProcess
 from e2e.test_canary import canary, rolled_back, start_stable
-from e2e.test_fallback import ERROR_RATE, FALLBACK, set_ready
+from e2e.test_fallback import FALLBACK, degrading, fail_live_traffic, model_pods, switched_by_unready_pods
 from e2e.waiting import wait_for
+from rollguard.core import notify
 
 SECRET = b"s3cr3t-shared-with-the-receiver"
 NAME_DEGRADED = "degrading"
@@ -70,11 +69,9 @@ def _type(received: Received) -> str:
 
 
 def _valid(headers: dict[str, str], raw: bytes) -> bool:
-    """What a receiver does: recompute the HMAC of `timestamp.body`, compare in constant time, reject old ones."""
-    timestamp = headers.get("X-Rollguard-Timestamp", "")
-    expected = "sha256=" + hmac.new(SECRET, timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-    fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
-    return fresh and hmac.compare_digest(expected, headers.get("X-Rollguard-Signature", ""))
+    """What a receiver does (notify.verify, pinned to the README's HMAC recipe in tests/test_notify.py)."""
+    timestamp, signature = headers.get("X-Rollguard-Timestamp", ""), headers.get("X-Rollguard-Signature", "")
+    return notify.verify(SECRET, timestamp, raw, signature, time.time())
 
 
 @pytest.fixture
@@ -248,19 +245,7 @@ def test_a_degraded_model_with_no_known_good_and_the_fallback_switches_are_signe
     control_plane: Any, kube_api: client.ApiClient, namespace: str, receiver: Receiver, notifying: RollguardProcess
 ) -> None:
     def version(number: str) -> dict[str, Any]:
-        body = md.manifest(
-            NAME_DEGRADED,
-            version=number,
-            replicas=2,
-            fallback=FALLBACK,
-            strategy={"type": "Canary", "canary": {"steps": [{"weight": 50, "pause": {"duration": "3s"}}]}},
-            analysis={
-                "interval": "3s",
-                "failureLimit": 0,
-                "metrics": [ERROR_RATE],
-                "postPromotion": {"duration": "10m"},
-            },
-        )
+        body = degrading(NAME_DEGRADED, number)
         body["spec"]["notifications"] = [{"endpoint": "team"}, {"endpoint": "chat", "events": ["Degraded", "Fallback"]}]
         return body
 
@@ -277,11 +262,7 @@ def test_a_degraded_model_with_no_known_good_and_the_fallback_switches_are_signe
         "1.0.0 passes a post-promotion round and the fallback is warm",
     )
     # The only version there is starts failing on live traffic: nothing known-good to roll back to.
-    core = client.CoreV1Api(kube_api)
-    pods = core.list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={NAME_DEGRADED}")
-    for pod in pods.items:
-        override = {"simulator.rollguard.io/SIMULATED_ERROR_RATE": "0.4"}
-        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": override}})
+    fail_live_traffic(kube_api, namespace, NAME_DEGRADED)
 
     degraded = wait_for(
         lambda: receiver.of_type("/team", "Degraded"), 90, message="a Degraded webhook once 1.0.0 fails its checks"
@@ -349,17 +330,8 @@ def test_a_fallback_switch_lost_to_a_kill_is_announced_and_notified_once_by_the_
         60,
         "1.0.0 serving and the fallback warm",
     )
-    core = client.CoreV1Api(kube_api)
-    for pod in core.list_namespaced_pod(namespace, label_selector=f"rollguard.io/model-deployment={NAME_KILLED}").items:
-        set_ready(kube_api, namespace, pod.metadata.name, ready=False)
-    switched = md.wait_status(
-        kube_api,
-        namespace,
-        NAME_KILLED,
-        lambda s: (s.get("fallback") or {}).get("active") is True,
-        60,
-        "status.fallback.active once no pod of 1.0.0 is ready for activateAfter (3s)",
-    )["fallback"]
+    pods = model_pods(kube_api, namespace, NAME_KILLED)
+    switched = switched_by_unready_pods(kube_api, namespace, NAME_KILLED, pods)["fallback"]
     assert first.proc is not None
     wait_for(lambda: first.proc.poll() is not None, 10, message="the operator exits right after the status write")
 

@@ -25,29 +25,9 @@ class FallbackCluster(Cluster):
     """The rollout test cluster, plus the warm fallback Deployment's ready pods."""
 
     fallback_ready: int = 1
-    last: Decision | None = None
 
-    def reconcile(self, after: float = 10) -> Decision:
-        self.now += timedelta(seconds=after)
-        decision = decide(
-            Inputs(
-                name=NAME,
-                namespace=NAMESPACE,
-                generation=self.generation,
-                spec=self.spec,
-                status=self.status,
-                annotations=dict(self.annotations),
-                revisions=dict(self.revisions),
-                now=self.now,
-                analysis=self.analysis(),
-                metrics_configured=self.prometheus is not None,
-                fallback_ready=self.fallback_ready,
-            )
-        )
-        self.status, self.last = decision.status, decision
-        self.events += decision.events
-        self.apply(decision)
-        return decision
+    def inputs(self, **changes: Any) -> Inputs:
+        return super().inputs(**{"fallback_ready": self.fallback_ready, **changes})
 
     def apply(self, decision: Decision) -> None:
         super().apply(decision)

@@ -24,7 +24,7 @@ from rollguard.adapters.notify import Notifier
 from rollguard.api.status import HistoryEntry, ModelDeploymentStatus, Rejection, RevisionRef
 from rollguard.core import notify, schedule
 from rollguard.core.facts import Event
-from rollguard.core.rollout import Decision, Inputs, decide
+from rollguard.core.rollout import Inputs
 from rollguard.settings import NotificationEndpoint, Settings
 from tests.test_fallback import serving_with_fallback, with_fallback
 from tests.test_rollout import CANARY, NAME, NAMESPACE, WATCHED, Cluster, FakePrometheus, kstatus, reasons, spec_for
@@ -225,32 +225,12 @@ class GatedCluster(Cluster):
     gate_status: int = 503
     asked: int = 0
 
-    def reconcile(self, after: float = 10) -> Decision:
-        self.now += timedelta(seconds=after)
-        paused = self.spec.paused
+    def inputs(self, **changes: Any) -> Inputs:
         answer = None
-        if notify.gate_due(self.spec, self.status, self.now, paused) is not None:
+        if notify.gate_due(self.spec, self.status, self.now, self.spec.paused) is not None:
             self.asked += 1
             answer = notify.GateAnswer(200 <= self.gate_status < 300, f"{self.gate_status}")
-        decision = decide(
-            Inputs(
-                name=NAME,
-                namespace=NAMESPACE,
-                generation=self.generation,
-                spec=self.spec,
-                status=self.status,
-                annotations=dict(self.annotations),
-                revisions=dict(self.revisions),
-                now=self.now,
-                analysis=self.analysis(),
-                notification_catalog=CATALOG,
-                confirmation=answer,
-            )
-        )
-        self.status = decision.status
-        self.events += decision.events
-        self.apply(decision)
-        return decision
+        return super().inputs(notification_catalog=CATALOG, confirmation=answer, **changes)
 
 
 def test_the_gate_holds_promotion_until_it_answers_2xx() -> None:

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from rollguard.core import clock, reads
-from rollguard.core.rollout import Inputs, decide
+from rollguard.core.rollout import decide
 from tests.test_fallback import FALLBACK, UNREADY, serving_with_fallback
-from tests.test_rollout import CANARY, NAME, NAMESPACE, serving, spec_for
+from tests.test_rollout import CANARY, serving, spec_for
 
 WHY = "pod fraud-2-0-0-x: ImagePullBackOff (Back-off pulling image)"
 
@@ -34,20 +34,8 @@ def test_the_reason_is_read_in_time_for_the_deadline_message_and_not_before(stra
         started = cluster.status.rollout.started_at if cluster.status.rollout else None
         if wants and started:
             read_at.append((cluster.now - cluster.now.fromisoformat(started.replace("Z", "+00:00"))).total_seconds())
-        decision = decide(
-            Inputs(
-                name=NAME,
-                namespace=NAMESPACE,
-                generation=cluster.generation,
-                spec=cluster.spec,
-                status=cluster.status,
-                annotations={},
-                revisions=revisions,
-                now=cluster.now,
-                analysis=None,
-                metrics_configured=True,  # no round is due: the canary never reaches its weight
-            )
-        )
+        # no round is due: the canary never reaches its weight
+        decision = decide(cluster.inputs(annotations={}, revisions=revisions, analysis=None, metrics_configured=True))
         cluster.status = decision.status
         cluster.apply(decision)
         if cluster.status.rejected is not None:
@@ -77,21 +65,7 @@ def test_the_fallback_switch_says_why_the_serving_version_has_no_ready_pod() -> 
         state = cluster.status.fallback
         if wants and state is not None and state.unready_since is not None:
             read_at.append(clock.seconds_since(state.unready_since, cluster.now))
-        decision = decide(
-            Inputs(
-                name=NAME,
-                namespace=NAMESPACE,
-                generation=cluster.generation,
-                spec=cluster.spec,
-                status=cluster.status,
-                annotations={},
-                revisions=revisions,
-                now=cluster.now,
-                analysis=None,
-                metrics_configured=True,
-                fallback_ready=cluster.fallback_ready,
-            )
-        )
+        decision = decide(cluster.inputs(annotations={}, revisions=revisions, analysis=None, metrics_configured=True))
         cluster.status = decision.status
         activated = [e for e in decision.events if e.reason == "FallbackActivated"]
         if activated:

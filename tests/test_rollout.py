@@ -8,7 +8,7 @@ deletes Deployments the decision no longer keeps, and answers analysis rounds fr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,22 +103,26 @@ class Cluster:
             for p in plan.render_all(self.spec, NAME, NAMESPACE, subject, baseline)
         ]
 
+    def inputs(self, **changes: Any) -> Inputs:
+        """This pass's Inputs from the cluster's state, `changes` replacing fields (no round measured if given)."""
+        if "analysis" not in changes:
+            changes["analysis"] = self.analysis()
+        current = Inputs(
+            name=NAME,
+            namespace=NAMESPACE,
+            generation=self.generation,
+            spec=self.spec,
+            status=self.status,
+            annotations=dict(self.annotations),
+            revisions=dict(self.revisions),
+            now=self.now,
+            metrics_configured=self.prometheus is not None,
+        )
+        return replace(current, **changes)
+
     def reconcile(self, after: float = 10) -> Decision:
         self.now += timedelta(seconds=after)
-        decision = decide(
-            Inputs(
-                name=NAME,
-                namespace=NAMESPACE,
-                generation=self.generation,
-                spec=self.spec,
-                status=self.status,
-                annotations=dict(self.annotations),
-                revisions=dict(self.revisions),
-                now=self.now,
-                analysis=self.analysis(),
-                metrics_configured=self.prometheus is not None,
-            )
-        )
+        decision = decide(self.inputs())
         self.status = decision.status
         self.events += decision.events
         self.apply(decision)
