@@ -207,3 +207,19 @@ def test_deleting_a_namespace_of_model_deployments_is_quick_and_quiet(
         and "Unresolved resources" not in str(record.get("event"))  # no Gateway API CRDs in this cluster
     ]
     assert not noisy, f"nothing posted into the terminating namespace, no errors ({elapsed:.1f}s): {noisy}"
+
+
+def test_a_rollout_moves_on_by_itself_when_only_its_own_status_changed(
+    control_plane: Any, kube_api: client.ApiClient, namespace: str, start_rollguard: Callable[..., RollguardProcess]
+) -> None:
+    """One replica at 50%: the canary already has its full size when the last step passes, so no child changes
+    and no clock is due when the rollout turns to Promoting; only the pass's own status change says so."""
+    start_rollguard(ROLLGUARD_RESYNC_SECONDS="600")
+    md.apply(control_plane, namespace, canary("single", "1.0.0", replicas=1))
+    wait_for(lambda: md.serving(kube_api, namespace, "single", "1.0.0"), 60, message="1.0.0 serving")
+    md.apply(control_plane, namespace, canary("single", "1.1.0", replicas=1))
+    wait_for(
+        lambda: md.serving(kube_api, namespace, "single", "1.1.0"),
+        60,
+        message="1.1.0 promoted with a 600 s resync: the pass that turned it to Promoting is followed by another",
+    )

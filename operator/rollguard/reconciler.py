@@ -47,6 +47,7 @@ class Context:
     cache: cache.Cache | None = None  # the watch-fed cache; None reads from the API server (tools, tests)
     announced: set[tuple[str, str]] = field(default_factory=set)  # objects re-announced since this start
     notifier: Notifier | None = None  # webhooks to the platform's endpoints (settings); None: none defined
+    follow_ups: dict[tuple[str, str], int] = field(default_factory=dict)  # passes in a row that changed status
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -407,7 +408,27 @@ async def _reconcile(ctx: Context, body: dict[str, Any]) -> bool | datetime:
     _check_limits(namespace, name, spec)
     if blocker is not None and blocker[0] == "ChildRejected":
         return True
+    if _follow_up(ctx, (namespace, name), changed=patch is not None and not set(patch) <= BOOKKEEPING):
+        return now
     return schedule.next_due(spec, decision.status, now, paused) or False
+
+
+MAX_FOLLOW_UPS = 3
+BOOKKEEPING = {"observedGeneration", "conditions", "message"}  # status that no decision reads back
+
+
+def _follow_up(ctx: Context, key: tuple[str, str], changed: bool) -> bool:
+    """A pass that changed status (e.g. the last step passed: now Promoting) is followed by another at once,
+    deciding on the new state: nothing else would wake it, as the watch's echo of our own status patch is
+    skipped (handlers.py) and no child need change. Bounded, so a status that changes every pass cannot spin."""
+    if not changed:
+        ctx.follow_ups.pop(key, None)
+        return False
+    ctx.follow_ups[key] = ctx.follow_ups.get(key, 0) + 1
+    if ctx.follow_ups[key] > MAX_FOLLOW_UPS:
+        ctx.follow_ups.pop(key, None)
+        return False
+    return True
 
 
 def _refusal(what: str, error: ApiException) -> tuple[str, str] | None:
