@@ -67,7 +67,7 @@ def test_idle_object_costs_no_requests_and_carries_nothing_of_kopf(
     proxy: CountingProxy,
     start_proxied: Callable[..., RollguardProcess],
 ) -> None:
-    operator = start_proxied()  # the harness's 1 s safety resync: even then an idle object costs nothing
+    operator = start_proxied(ROLLGUARD_RESYNC_SECONDS="1")  # a 1 s safety resync: even then idle costs nothing
     _apply_settled(control_plane, kube_api, namespace, "idle")
     time.sleep(2)  # let the last watch events (our own status patch) arrive before counting starts
     mark = proxy.mark()
