@@ -353,26 +353,28 @@ def _lease_holder(api: client.ApiClient, namespace: str) -> str | None:
 
 
 @pytest.fixture
-def replica(namespace: str, start_rollguard: Callable[..., RollguardProcess]) -> Callable[[str], RollguardProcess]:
-    """Starts one operator replica, named as its pod would be, electing a leader on a Lease in `namespace`."""
+def two_replicas(
+    namespace: str, start_rollguard: Callable[..., RollguardProcess]
+) -> tuple[RollguardProcess, RollguardProcess]:
+    """Two operator replicas electing a leader on a Lease in `namespace`: the first leads, the second stands by."""
 
-    def start(pod: str) -> RollguardProcess:
+    def replica(pod: str) -> RollguardProcess:
         return start_rollguard(
             ROLLGUARD_LEADER_ELECTION="true", ROLLGUARD_LEADER_ELECTION_NAMESPACE=namespace, POD_NAME=pod
         )
 
-    return start
+    a = replica("rollguard-a")
+    wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
+    return a, replica("rollguard-b")  # started: its /healthz answers as a standby
 
 
 def test_of_two_replicas_one_leads_and_the_other_takes_over(
     control_plane: ControlPlane,
     kube_api: client.ApiClient,
     namespace: str,
-    replica: Callable[[str], RollguardProcess],
+    two_replicas: tuple[RollguardProcess, RollguardProcess],
 ) -> None:
-    a = replica("rollguard-a")
-    wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
-    b = replica("rollguard-b")
+    a, b = two_replicas
     md.apply(control_plane, namespace, md.manifest("led", "1.0.0", 2, strategy={"type": "Rolling"}))
     wait_for(lambda: md.serving(kube_api, namespace, "led", "1.0.0"), 60, message="the leader rolls 1.0.0 out")
     for _ in range(6):  # across several renewals
@@ -403,11 +405,9 @@ def test_a_replica_stopped_cleanly_hands_the_lease_over_at_once(
     control_plane: ControlPlane,
     kube_api: client.ApiClient,
     namespace: str,
-    replica: Callable[[str], RollguardProcess],
+    two_replicas: tuple[RollguardProcess, RollguardProcess],
 ) -> None:
-    a = replica("rollguard-a")
-    wait_for(lambda: a.metric("rollguard_leader") == 1, 30, message="the first replica leads")
-    b = replica("rollguard-b")  # started: its /healthz answers as a standby
+    a, b = two_replicas
     a.stop()  # SIGTERM, as in a rolling update of the operator's Deployment
     assert a.proc is not None and a.proc.returncode == 0, f"a clean stop exits 0; got {a.proc and a.proc.returncode}"
     stopped = time.monotonic()
