@@ -64,7 +64,9 @@ def test_stable_and_canary_degrading_together_hold_the_canary_then_it_is_promote
     )
     assert held["message"].startswith("held (cause Dependency)"), held["message"]
     warning = _warning(kube_api, namespace, "shared", "DependencyHold")
-    assert warning.type == "Warning" and re.search(r"canary 0\.[3-5]\d*", warning.message), warning.message
+    # The canary's window may still hold a few seconds from before its pods erred: above the limit is what counts.
+    canary_value = re.search(r"canary (0\.\d+)", warning.message)
+    assert warning.type == "Warning" and canary_value and float(canary_value[1]) > 0.05, warning.message
     assert re.search(r"stable 0\.[3-5]\d* is above the maximum 0\.05", warning.message), (
         f"both values are named: {warning.message}"
     )

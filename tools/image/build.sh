@@ -37,9 +37,10 @@ else
 fi
 podman tag "$IMAGE" localhost/rollguard:dev
 # Older builds and bases only fill the disk (~120 MB each); one still in use by a container stays.
+# (grep finds nothing when no older image is left: not a failure under pipefail.)
 podman images --format '{{.Repository}}:{{.Tag}}' \
-  | grep -E '^localhost/rollguard(:src-|-base:|-builder-base:)' \
-  | grep -vxF -e "$IMAGE" -e "$BASE" -e "$BUILDER_BASE" \
+  | { grep -E '^localhost/rollguard(:src-|-base:|-builder-base:)' || true; } \
+  | { grep -vxF -e "$IMAGE" -e "$BASE" -e "$BUILDER_BASE" || true; } \
   | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || say "kept $old (in use)"; done
 say "size: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"
 if [ -n "${IMAGE_ARCHIVE:-}" ]; then
