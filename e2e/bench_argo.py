@@ -26,8 +26,14 @@ import yaml
 from kubernetes import client
 
 from e2e import manifests
-from e2e.bench_probes import AuditLog, FirstSeen, PromCrossing, cpu_percent, proc_sample, settle
-from e2e.bench_rollguard import ERROR_LIMIT, INTERVAL_SECONDS, WINDOW_SECONDS, add_pod_capacity, percentile
+from e2e.bench_probes import AuditLog, FirstSeen, cpu_percent, proc_sample, settle
+from e2e.bench_rollguard import (
+    INTERVAL_SECONDS,
+    WINDOW_SECONDS,
+    add_pod_capacity,
+    error_rate_crossing,
+    percentile,
+)
 from e2e.cluster import ControlPlane
 from e2e.processes import free_port
 from e2e.waiting import http_get, wait_for
@@ -266,15 +272,7 @@ def rollbacks(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict
 
     crossing = FirstSeen(core.list_namespaced_pod, canary_ready, namespace=NAMESPACE).start()
     aborts = FirstSeen(_list_rollouts(api), aborted).start()
-    # The same metric crossing as rollguard's side measures (e2e/bench_rollguard.py canaries()).
-    sel, rate_window = f'namespace="{NAMESPACE}",version="{version}"', f"[{WINDOW_SECONDS}s]"
-    metric = PromCrossing(
-        cp.prometheus_url,
-        f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'
-        f" / sum by (model) (rate(model_requests_total{{{sel}}}{rate_window}))",
-        "model",
-        ERROR_LIMIT,
-    ).start()
+    metric = error_rate_crossing(cp.prometheus_url, NAMESPACE, version)  # as rollguard's side measures it
     try:
         for name in names:
             _apply(cp, rollout(name, version, env={"SIMULATED_ERROR_RATE": "0.3"}, pause="45s"))

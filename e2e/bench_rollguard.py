@@ -245,6 +245,18 @@ def spec_change_latency(api: client.ApiClient, names: list[str], spacing: float)
     }
 
 
+def error_rate_crossing(prometheus_url: str, namespace: str, version: str) -> PromCrossing:
+    """The metric crossing as Prometheus sees it: the check's own error rate, over its own window, per model."""
+    sel, rate_window = f'namespace="{namespace}",version="{version}"', f"[{WINDOW_SECONDS}s]"
+    return PromCrossing(
+        prometheus_url,
+        f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'
+        f" / sum by (model) (rate(model_requests_total{{{sel}}}{rate_window}))",
+        "model",
+        ERROR_LIMIT,
+    ).start()
+
+
 def canaries(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict[str, Any]:
     """Half the names get a bad canary (30% errors), half a good one; all at once, interval 3 s."""
     bad, good = names[: len(names) // 2], names[len(names) // 2 :]
@@ -266,16 +278,7 @@ def canaries(cp: ControlPlane, api: client.ApiClient, names: list[str]) -> dict[
 
     crossing = FirstSeen(core.list_namespaced_pod, canary_ready, namespace=NAMESPACE).start()
     rejections = FirstSeen(model_deployments_watch(api, NAMESPACE), rejected).start()
-    # The metric crossing as Prometheus sees it: the check's own error rate, over its own window.
-    sel = f'namespace="{NAMESPACE}",version="{version}"'
-    rate_window = f"[{WINDOW_SECONDS}s]"
-    metric = PromCrossing(
-        cp.prometheus_url,
-        f'sum by (model) (rate(model_requests_total{{{sel},code="500"}}{rate_window}))'
-        f" / sum by (model) (rate(model_requests_total{{{sel}}}{rate_window}))",
-        "model",
-        ERROR_LIMIT,
-    ).start()
+    metric = error_rate_crossing(cp.prometheus_url, NAMESPACE, version)
     queries_before, started = prometheus_queries(cp.prometheus_url), time.monotonic()
     try:
         for name in names:
