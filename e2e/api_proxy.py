@@ -99,6 +99,14 @@ class CountingProxy:
         headers += [f"Host: {self.upstream_host}:{self.upstream_port}", "Connection: close"]
         with self._lock:
             self.requests.append(Request(method, target))
+        # The whole body first, then one direction at a time: reading and writing one TLS socket from two
+        # threads at once can crash CPython's ssl module (it did, with a segfault, in a full e2e run).
+        length = next((int(h.split(":", 1)[1]) for h in headers if h.lower().startswith("content-length:")), 0)
+        while len(rest) < length:
+            chunk = client.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
         upstream = self._tls.wrap_socket(
             socket.create_connection((self.upstream_host, self.upstream_port), timeout=30),
             server_hostname=self.upstream_host,
@@ -106,7 +114,4 @@ class CountingProxy:
         upstream.settimeout(None)
         client.settimeout(None)
         upstream.sendall("\r\n".join([lines[0], *headers]).encode("latin-1") + b"\r\n\r\n" + rest)
-        sending = threading.Thread(target=_pipe, args=(client, upstream), daemon=True)
-        sending.start()
-        _pipe(upstream, client)
-        sending.join(5)
+        _pipe(upstream, client)  # Connection: close — the response ends the exchange
